@@ -1,0 +1,258 @@
+"""Settings, resolved once: argument > ``APPSDK_*`` > the ecosystem's variables > default.
+
+Every variable appsdk reads is declared here, on the field it sets, with its default and doc.
+The ecosystem's own variables (``LANGFUSE_*``, ``OTEL_*``) work as users already set them;
+``APPSDK_*`` exists only for what is new.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+
+from appsdk.errors import ConfigError
+
+__all__ = ["KNOWN_SAMPLERS", "Settings", "load_settings", "parse_headers"]
+
+KNOWN_SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+
+DEFAULT_LANGFUSE_BASE_URL = "https://cloud.langfuse.com"
+
+
+def _env(*names: str) -> Any:
+    return Field(default=None, validation_alias=AliasChoices(*names))
+
+
+class Settings(BaseSettings):
+    """Every setting of appsdk, with the variables that set it (the first one set wins)."""
+
+    model_config = SettingsConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+    langfuse_public_key: str | None = _env("LANGFUSE_PUBLIC_KEY")
+    """Langfuse project public key (``pk-lf-...``); with the secret key, turns Langfuse export on."""
+    langfuse_secret_key: SecretStr | None = _env("LANGFUSE_SECRET_KEY")
+    """Langfuse project secret key (``sk-lf-...``). Never logged, never on a span."""
+    langfuse_base_url: str | None = _env("LANGFUSE_BASE_URL", "LANGFUSE_HOST")
+    """Langfuse server URL; ``LANGFUSE_HOST`` is the deprecated name. Default: Langfuse Cloud."""
+    environment: str | None = _env("LANGFUSE_TRACING_ENVIRONMENT")
+    """Langfuse environment: ``[a-z0-9_-]``, at most 40 characters, not starting with langfuse."""
+    release: str | None = _env("LANGFUSE_RELEASE")
+    """Release or version of the application, recorded on every trace."""
+    sample_rate: float | None = _env("LANGFUSE_SAMPLE_RATE")
+    """Fraction of traces kept, 0..1 (parent-based trace-id ratio). Default 1."""
+    service_name: str | None = _env("OTEL_SERVICE_NAME")
+    """``service.name`` of the resource (``OTEL_RESOURCE_ATTRIBUTES`` is read by the OTel SDK)."""
+    traces_sampler: str | None = _env("OTEL_TRACES_SAMPLER")
+    """One of the standard OTel sampler names, e.g. ``parentbased_traceidratio``."""
+    traces_sampler_arg: str | None = _env("OTEL_TRACES_SAMPLER_ARG")
+    """The ratio for the ``*traceidratio`` samplers."""
+    otlp_traces_endpoint: str | None = _env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    """Full URL of an extra OTLP/HTTP traces endpoint (used as given)."""
+    otlp_endpoint: str | None = _env("OTEL_EXPORTER_OTLP_ENDPOINT")
+    """Base URL of an extra OTLP/HTTP endpoint; ``/v1/traces`` is appended."""
+    otlp_headers: str | None = _env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")
+    """``key=value,key2=value2`` headers for the OTLP endpoint above (never sent to Langfuse)."""
+    otlp_endpoints: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), validation_alias=AliasChoices("APPSDK_OTLP_ENDPOINTS")
+    )
+    """More OTLP/HTTP traces endpoints (full URLs, comma-separated), for dual export."""
+    local_store: Literal["auto", "always", "never"] = Field(
+        default="auto", validation_alias=AliasChoices("APPSDK_LOCAL_STORE")
+    )
+    """The embedded SQLite store: ``auto`` (only when no backend is configured), always, never."""
+    store_path: Path = Field(
+        default=Path(".appsdk/traces.db"), validation_alias=AliasChoices("APPSDK_STORE_PATH")
+    )
+    """Where the embedded store lives."""
+    export_timeout_s: float = Field(
+        default=5.0, gt=0, validation_alias=AliasChoices("APPSDK_EXPORT_TIMEOUT_S")
+    )
+    """Deadline of one export request to a backend."""
+    shutdown_timeout_s: float = Field(
+        default=2.0, gt=0, validation_alias=AliasChoices("APPSDK_SHUTDOWN_TIMEOUT_S")
+    )
+    """How long ``shutdown()`` (and process exit) may wait for pending spans."""
+    max_queue_size: int = Field(
+        default=2048, gt=0, validation_alias=AliasChoices("APPSDK_MAX_QUEUE_SIZE",
+                                                          "OTEL_BSP_MAX_QUEUE_SIZE")
+    )
+    """Spans buffered per exporter before the oldest are dropped (and counted)."""
+    max_export_batch_size: int = Field(
+        default=512, gt=0, validation_alias=AliasChoices("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")
+    )
+    """Spans per export request."""
+    schedule_delay_ms: int = Field(
+        default=1000, ge=0, validation_alias=AliasChoices("OTEL_BSP_SCHEDULE_DELAY")
+    )
+    """Longest a span waits in the queue before an export starts."""
+
+    @field_validator("otlp_endpoints", mode="before")
+    @classmethod
+    def _split_endpoints(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def langfuse_enabled(self) -> bool:
+        return self.langfuse_public_key is not None and self.langfuse_secret_key is not None
+
+    @property
+    def langfuse_url(self) -> str:
+        return (self.langfuse_base_url or DEFAULT_LANGFUSE_BASE_URL).rstrip("/")
+
+    def extra_otlp_endpoints(self) -> list[tuple[str, dict[str, str]]]:
+        """The extra OTLP endpoints as ``(url, headers)``; OTEL_* headers go to the OTEL_* one."""
+        endpoints: list[tuple[str, dict[str, str]]] = []
+        if self.otlp_traces_endpoint:
+            endpoints.append((self.otlp_traces_endpoint, parse_headers(self.otlp_headers)))
+        elif self.otlp_endpoint:
+            url = self.otlp_endpoint.rstrip("/") + "/v1/traces"
+            endpoints.append((url, parse_headers(self.otlp_headers)))
+        endpoints.extend((url, {}) for url in self.otlp_endpoints)
+        return endpoints
+
+    @property
+    def local_store_enabled(self) -> bool:
+        if self.local_store == "auto":
+            return not self.langfuse_enabled and not self.extra_otlp_endpoints()
+        return self.local_store == "always"
+
+
+def parse_headers(raw: str | None) -> dict[str, str]:
+    """Parse ``OTEL_EXPORTER_OTLP_HEADERS`` syntax (``k=v,k2=v2``, values URL-encoded)."""
+    from urllib.parse import unquote
+
+    headers: dict[str, str] = {}
+    for item in (raw or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                f"entry {key.strip()!r} has no '=' (values are not shown)",
+                "write headers as key=value pairs separated by commas",
+            )
+        headers[unquote(key.strip()).lower()] = unquote(value.strip())
+    return headers
+
+
+_VARIABLES = {
+    name: " / ".join(
+        [name, *(info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices)
+                 else [])]  # type: ignore[list-item]
+    )
+    for name, info in Settings.model_fields.items()
+}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Resolve settings from arguments and the environment, and check them.
+
+    Raises:
+        ConfigError: a value is malformed or settings contradict each other.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    unknown = sorted(set(given) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigError(
+            unknown[0], "is not a setting of appsdk.configure()",
+            f"use one of: {', '.join(sorted(Settings.model_fields))}",
+        )
+    try:
+        settings = Settings(**given)
+    except SettingsError as exc:
+        raise ConfigError("environment", str(exc), "correct the variable named") from None
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "settings"
+        raise ConfigError(
+            _VARIABLES.get(field, field), error["msg"].lower(), _fix_for(field)
+        ) from None
+    _check(settings)
+    return settings
+
+
+def _fix_for(field: str) -> str:
+    fixes = {
+        "sample_rate": "give a number between 0 and 1, e.g. 0.25",
+        "local_store": "use auto, always or never",
+        "export_timeout_s": "give a positive number of seconds",
+        "shutdown_timeout_s": "give a positive number of seconds",
+    }
+    return fixes.get(field, "correct or unset the value")
+
+
+def _check(settings: Settings) -> None:
+    if (settings.langfuse_public_key is None) != (settings.langfuse_secret_key is None):
+        missing = "LANGFUSE_SECRET_KEY" if settings.langfuse_secret_key is None else (
+            "LANGFUSE_PUBLIC_KEY"
+        )
+        raise ConfigError(
+            missing, "is not set, but its partner key is",
+            "set both Langfuse keys of the project (Settings > API keys), or neither",
+        )
+    if settings.sample_rate is not None and not (
+        math.isfinite(settings.sample_rate) and 0.0 <= settings.sample_rate <= 1.0
+    ):
+        raise ConfigError(
+            "LANGFUSE_SAMPLE_RATE / sample_rate",
+            f"must be between 0 and 1, got {settings.sample_rate}",
+            "give a fraction of traces to keep, e.g. 0.25",
+        )
+    if settings.langfuse_base_url is not None:
+        _check_url("LANGFUSE_BASE_URL / langfuse_base_url", settings.langfuse_base_url)
+    for url, _ in settings.extra_otlp_endpoints():
+        _check_url("OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT / APPSDK_OTLP_ENDPOINTS", url)
+    if settings.traces_sampler is not None:
+        _check_sampler(settings.traces_sampler, settings.traces_sampler_arg)
+    env = settings.environment
+    if env is not None and (
+        len(env) > 40 or env.startswith("langfuse")
+        or not all(c.isascii() and (c.islower() or c.isdigit() or c in "_-") for c in env)
+    ):
+        raise ConfigError(
+            "LANGFUSE_TRACING_ENVIRONMENT / environment",
+            f"{env!r} is not a valid Langfuse environment",
+            "use at most 40 characters of [a-z0-9_-], not starting with 'langfuse'",
+        )
+
+
+def _check_url(field: str, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            field, f"{url!r} is not an http(s) URL with a host",
+            "give a full URL such as https://cloud.langfuse.com or http://127.0.0.1:4318",
+        )
+
+
+def _check_sampler(name: str, arg: str | None) -> None:
+    if name not in KNOWN_SAMPLERS:
+        raise ConfigError(
+            "OTEL_TRACES_SAMPLER", f"unknown sampler {name!r}",
+            f"use one of: {', '.join(KNOWN_SAMPLERS)}",
+        )
+    if name.endswith("traceidratio") and arg is not None:
+        try:
+            ratio = float(arg)
+        except ValueError:
+            ratio = math.nan
+        if not (0.0 <= ratio <= 1.0):
+            raise ConfigError(
+                "OTEL_TRACES_SAMPLER_ARG", f"{arg!r} is not a ratio between 0 and 1",
+                "give a number such as 0.1",
+            )

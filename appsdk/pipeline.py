@@ -1,0 +1,403 @@
+"""The tracing pipeline: one TracerProvider, a sampler, and a batch exporter per backend.
+
+``configure()`` installs one pipeline as the process's tracing pipeline: appsdk's provider
+becomes the global OpenTelemetry TracerProvider (or, if the application installed its own SDK
+provider first, appsdk attaches its processors to that one). Spans flow
+provider -> ``_PipelineSlot`` -> egress policy -> one ``BatchExportProcessor`` per backend.
+Re-configuring swaps what the slot points at; the provider itself lives as long as the process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry import trace as trace_api
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, Tracer, TracerProvider
+from opentelemetry.sdk.trace import sampling
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
+
+from appsdk import semconv
+from appsdk.batching import BatchExportProcessor
+from appsdk.config import Settings, load_settings
+from appsdk.otlp import OTLPHttpExporter, langfuse_exporter
+from appsdk.store.exporter import LocalStoreExporter
+
+__all__ = ["Pipeline", "configure", "current", "flush", "shutdown", "stats"]
+
+_log = logging.getLogger("appsdk")
+
+SpanFilter = Callable[[ReadableSpan], bool]
+
+
+def _make_sampler(settings: Settings) -> sampling.Sampler:
+    name = settings.traces_sampler
+    if name is not None:
+        ratio = float(settings.traces_sampler_arg) if settings.traces_sampler_arg else 1.0
+        samplers: dict[str, Callable[[], sampling.Sampler]] = {
+            "always_on": lambda: sampling.ALWAYS_ON,
+            "always_off": lambda: sampling.ALWAYS_OFF,
+            "parentbased_always_on": lambda: sampling.DEFAULT_ON,
+            "parentbased_always_off": lambda: sampling.DEFAULT_OFF,
+            "traceidratio": lambda: sampling.TraceIdRatioBased(ratio),
+            "parentbased_traceidratio": lambda: sampling.ParentBasedTraceIdRatio(ratio),
+        }
+        return samplers[name]()
+    if settings.sample_rate is not None and settings.sample_rate < 1.0:
+        return sampling.ParentBasedTraceIdRatio(settings.sample_rate)
+    return sampling.DEFAULT_ON
+
+
+class _DelegatingSampler(sampling.Sampler):
+    """Samples with the current pipeline's sampler, so re-configuring can change it."""
+
+    def __init__(self) -> None:
+        self.target: sampling.Sampler = sampling.DEFAULT_ON
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> sampling.SamplingResult:
+        return self.target.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"appsdk({self.target.get_description()})"
+
+
+def _is_langfuse_processor(processor: SpanProcessor) -> bool:
+    return type(processor).__name__ == "LangfuseSpanProcessor"
+
+
+class _PipelineSlot(SpanProcessor):
+    """The one processor appsdk adds to a provider; forwards to the current pipeline."""
+
+    def __init__(self) -> None:
+        self.pipeline: Pipeline | None = None
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.on_end(span)
+
+    def shutdown(self) -> None:
+        pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        # Third parties (langfuse's atexit hook among them) flush with 30 s; keep our deadline.
+        pipeline = self.pipeline
+        if pipeline is None:
+            return True
+        return pipeline.flush(min(timeout_millis / 1000, pipeline.settings.shutdown_timeout_s))
+
+
+class AppTracerProvider(TracerProvider):
+    """appsdk's TracerProvider.
+
+    It refuses a ``LangfuseSpanProcessor`` for a project appsdk already exports to: that
+    processor would export the same spans a second time and costs every span of the provider
+    about 77 us (see DESIGN.md). The langfuse client still creates its spans here.
+    """
+
+    def __init__(self, resource: Resource, slot: _PipelineSlot, sampler: _DelegatingSampler):
+        super().__init__(resource=resource, sampler=sampler, shutdown_on_exit=False)
+        self.slot = slot
+        self.delegating_sampler = sampler
+        super().add_span_processor(slot)
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        pipeline = self.slot.pipeline
+        if (
+            pipeline is not None
+            and _is_langfuse_processor(span_processor)
+            and getattr(span_processor, "public_key", None) == pipeline.settings.langfuse_public_key
+        ):
+            _log.debug("appsdk: langfuse's span processor is not needed; appsdk exports its spans")
+            return
+        super().add_span_processor(span_processor)
+
+
+def langfuse_span_filter(span: ReadableSpan) -> bool:
+    """Which spans go to Langfuse: appsdk's and langfuse's own, GenAI spans, HTTP client spans."""
+    scope = span.instrumentation_scope
+    name = scope.name if scope is not None else ""
+    if name in (semconv.TRACER_NAME, "langfuse-sdk") or name.startswith(
+        ("opentelemetry.instrumentation.httpx", "appsdk")
+    ):
+        return True
+    return any(key.startswith(("gen_ai.", "langfuse.")) for key in (span.attributes or {}))
+
+
+class Pipeline:
+    """The installed tracing pipeline: settings, tracer, exporters and their counters.
+
+    Example:
+        >>> pipeline = appsdk.configure(service_name="rag-api")  # doctest: +SKIP
+        >>> pipeline.stats()  # doctest: +SKIP
+    """
+
+    def __init__(self, settings: Settings, provider: TracerProvider) -> None:
+        self.settings = settings
+        self.provider = provider
+        self.tracer: Tracer = provider.get_tracer(semconv.TRACER_NAME)
+        self.sampler = _make_sampler(settings)
+        self.processors: list[tuple[BatchExportProcessor, SpanFilter | None]] = []
+        self.start_hooks: list[Callable[[Span, Context | None], None]] = []
+        self.end_hooks: list[Callable[[ReadableSpan], ReadableSpan | None]] = []
+        self._closed = False
+        self._lock = threading.Lock()
+        self.langfuse_client: Any = None
+
+    def add_exporter(self, processor: BatchExportProcessor, accept: SpanFilter | None) -> None:
+        self.processors.append((processor, accept))
+
+    def on_start(self, span: Span, parent_context: Context | None) -> None:
+        for hook in self.start_hooks:
+            try:
+                hook(span, parent_context)
+            except Exception:  # the tracing path never raises into user code
+                _log.debug("appsdk: span start hook failed", exc_info=True)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        current: ReadableSpan | None = span
+        for hook in self.end_hooks:
+            try:
+                current = hook(current)  # type: ignore[arg-type]
+            except Exception:  # a span we cannot make safe is not exported at all
+                _log.debug("appsdk: span end hook failed; span dropped", exc_info=True)
+                return
+            if current is None:
+                return
+        for processor, accept in self.processors:
+            if accept is None or accept(current):
+                processor.on_end(current)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Counters per exporter: exported, export failures, spans dropped and why."""
+        return {processor.name: processor.snapshot() for processor, _ in self.processors}
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Export everything queued so far; False if the deadline passed first."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        done = True
+        for processor, _ in self.processors:
+            remaining = max(0.0, deadline - time.monotonic())
+            done = processor.force_flush(int(remaining * 1000)) and done
+        return done
+
+    def shutdown(self, timeout_s: float | None = None) -> None:
+        """Export what fits within ``timeout_s`` (default: the settings'), then stop."""
+        import time
+
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        budget = self.settings.shutdown_timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + budget
+        for processor, _ in self.processors:
+            processor.shutdown(timeout_s=max(0.0, deadline - time.monotonic()))
+
+
+_state_lock = threading.Lock()
+_slot = _PipelineSlot()
+_sampler = _DelegatingSampler()
+_provider: TracerProvider | None = None
+_retired: Pipeline | None = None
+_atexit_registered = False
+
+
+def current() -> Pipeline | None:
+    """The installed pipeline, or None before ``configure()``."""
+    return _slot.pipeline
+
+
+def _install_provider(settings: Settings) -> TracerProvider:
+    global _provider
+    if _provider is not None:
+        return _provider
+    existing = trace_api.get_tracer_provider()
+    if isinstance(existing, TracerProvider):
+        # The application owns the provider: ride along on it.
+        existing.add_span_processor(_slot)
+        _provider = existing
+        return existing
+    resource_attrs: dict[str, Any] = {}
+    if settings.service_name:
+        resource_attrs["service.name"] = settings.service_name
+    provider = AppTracerProvider(Resource.create(resource_attrs), _slot, _sampler)
+    trace_api.set_tracer_provider(provider)
+    _provider = provider
+    return provider
+
+
+def _build(settings: Settings, provider: TracerProvider) -> Pipeline:
+    pipeline = Pipeline(settings, provider)
+    batching = {
+        "max_queue_size": settings.max_queue_size,
+        "max_export_batch_size": settings.max_export_batch_size,
+        "schedule_delay_s": settings.schedule_delay_ms / 1000,
+    }
+    if settings.langfuse_enabled:
+        assert settings.langfuse_public_key and settings.langfuse_secret_key
+        exporter = langfuse_exporter(
+            base_url=settings.langfuse_url,
+            public_key=settings.langfuse_public_key,
+            secret_key=settings.langfuse_secret_key.get_secret_value(),
+            timeout_s=settings.export_timeout_s,
+        )
+        pipeline.add_exporter(
+            BatchExportProcessor(exporter, name="langfuse", **batching),  # type: ignore[arg-type]
+            _langfuse_filter_for(provider, settings),
+        )
+    for index, (url, headers) in enumerate(settings.extra_otlp_endpoints()):
+        name = "otlp" if index == 0 else f"otlp-{index}"
+        exporter = OTLPHttpExporter(
+            name=name, endpoint=url, headers=headers, timeout_s=settings.export_timeout_s
+        )
+        pipeline.add_exporter(BatchExportProcessor(exporter, name=name, **batching), None)  # type: ignore[arg-type]
+    if settings.local_store_enabled:
+        pipeline.add_exporter(
+            BatchExportProcessor(LocalStoreExporter(settings.store_path), name="local",
+                                 **batching),  # type: ignore[arg-type]
+            None,
+        )
+    return pipeline
+
+
+def _langfuse_filter_for(provider: TracerProvider, settings: Settings) -> SpanFilter:
+    """Langfuse's filter, minus what a langfuse processor already on the provider exports."""
+    active = getattr(provider, "_active_span_processor", None)
+    for processor in getattr(active, "_span_processors", ()):
+        if _is_langfuse_processor(processor) and (
+            getattr(processor, "public_key", None) == settings.langfuse_public_key
+        ):
+            theirs: SpanFilter = getattr(processor, "_should_export_span", langfuse_span_filter)
+            _log.warning(
+                "appsdk: a langfuse client created before appsdk.configure() exports some spans "
+                "itself; appsdk leaves those to it. Call appsdk.configure() first to avoid its "
+                "per-span cost."
+            )
+            return lambda span: langfuse_span_filter(span) and not theirs(span)
+    return langfuse_span_filter
+
+
+def _attach_langfuse_client(pipeline: Pipeline) -> None:
+    """Create the langfuse client (prompts, scores, its @observe) on appsdk's provider."""
+    settings = pipeline.settings
+    if not settings.langfuse_enabled:
+        return
+    try:
+        from langfuse import Langfuse
+
+        assert settings.langfuse_secret_key is not None
+        pipeline.langfuse_client = Langfuse(
+            public_key=settings.langfuse_public_key,
+            secret_key=settings.langfuse_secret_key.get_secret_value(),
+            base_url=settings.langfuse_url,
+            environment=settings.environment,
+            release=settings.release,
+            tracer_provider=pipeline.provider,
+        )
+    except Exception as exc:  # prompts and scores degrade; tracing goes on
+        _log.warning("appsdk: could not create the langfuse client: %s", type(exc).__name__)
+
+
+def _environment_hook(settings: Settings) -> Callable[[Span, Context | None], None] | None:
+    attrs = {
+        key: value
+        for key, value in (
+            (semconv.LF_ENVIRONMENT, settings.environment),
+            (semconv.LF_RELEASE, settings.release),
+        )
+        if value
+    }
+    if not attrs:
+        return None
+
+    def set_environment(span: Span, parent_context: Context | None) -> None:
+        span.set_attributes(attrs)
+
+    return set_environment
+
+
+def configure(**options: Any) -> Pipeline:
+    """Install appsdk's tracing pipeline; see :class:`appsdk.config.Settings` for options.
+
+    Raises:
+        ConfigError: an option or environment variable is invalid.
+    """
+    global _atexit_registered
+    settings = load_settings(**options)
+    from appsdk import egress
+
+    with _state_lock:
+        provider = _install_provider(settings)
+        pipeline = _build(settings, provider)
+        hook = _environment_hook(settings)
+        if hook is not None:
+            pipeline.start_hooks.append(hook)
+        egress.install(pipeline)
+        previous, _slot.pipeline = _slot.pipeline, pipeline
+        _sampler.target = pipeline.sampler
+        if not _atexit_registered:
+            atexit.register(_shutdown_at_exit)
+            _atexit_registered = True
+    if previous is not None:
+        previous.shutdown()
+    _attach_langfuse_client(pipeline)
+    return pipeline
+
+
+def _shutdown_at_exit() -> None:
+    pipeline = _slot.pipeline
+    if pipeline is not None:
+        pipeline.shutdown()
+
+
+def flush(timeout_s: float = 5.0) -> bool:
+    """Export every span ended so far; False if ``timeout_s`` passed first."""
+    pipeline = _slot.pipeline
+    return pipeline.flush(timeout_s) if pipeline is not None else True
+
+
+def shutdown(timeout_s: float | None = None) -> None:
+    """Flush and stop the pipeline within ``timeout_s``; tracing becomes a no-op."""
+    global _retired
+    with _state_lock:
+        pipeline, _slot.pipeline = _slot.pipeline, None
+        _retired = pipeline or _retired
+    if pipeline is not None:
+        pipeline.shutdown(timeout_s)
+
+
+def stats() -> dict[str, dict[str, int]]:
+    """Per exporter: spans exported, export failures, and spans dropped (queue full, shutdown).
+
+    After ``shutdown()`` this still reports the pipeline that was shut down.
+    """
+    pipeline = _slot.pipeline or _retired
+    return pipeline.stats() if pipeline is not None else {}

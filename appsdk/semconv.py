@@ -1,0 +1,96 @@
+"""Every span attribute key appsdk reads or writes, in one place.
+
+The Langfuse keys follow what Langfuse's OTLP ingestion reads (see DESIGN.md section 2); the
+``gen_ai.*`` keys follow the OpenTelemetry GenAI semantic conventions.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "CONTENT_KEYS",
+    "CONTENT_KEY_PREFIXES",
+    "OBSERVATION_TYPES",
+    "TRACER_NAME",
+]
+
+TRACER_NAME: Final = "appsdk"
+
+# Langfuse observation
+LF_TYPE: Final = "langfuse.observation.type"
+LF_INPUT: Final = "langfuse.observation.input"
+LF_OUTPUT: Final = "langfuse.observation.output"
+LF_LEVEL: Final = "langfuse.observation.level"
+LF_STATUS_MESSAGE: Final = "langfuse.observation.status_message"
+LF_METADATA: Final = "langfuse.observation.metadata"
+LF_MODEL: Final = "langfuse.observation.model.name"
+LF_MODEL_PARAMETERS: Final = "langfuse.observation.model.parameters"
+LF_USAGE: Final = "langfuse.observation.usage_details"
+LF_COST: Final = "langfuse.observation.cost_details"
+LF_COMPLETION_START: Final = "langfuse.observation.completion_start_time"
+LF_PROMPT_NAME: Final = "langfuse.observation.prompt.name"
+LF_PROMPT_VERSION: Final = "langfuse.observation.prompt.version"
+
+# Langfuse trace
+LF_TRACE_NAME: Final = "langfuse.trace.name"
+LF_TRACE_TAGS: Final = "langfuse.trace.tags"
+LF_TRACE_METADATA: Final = "langfuse.trace.metadata"
+USER_ID: Final = "user.id"
+SESSION_ID: Final = "session.id"
+LF_ENVIRONMENT: Final = "langfuse.environment"
+LF_RELEASE: Final = "langfuse.release"
+
+# OpenTelemetry GenAI
+GEN_AI_OPERATION: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER: Final = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_COST: Final = "gen_ai.usage.cost"
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+GEN_AI_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+ERROR_TYPE: Final = "error.type"
+
+# llm-d / vLLM
+LLMD_REQUEST_ID: Final = "llm_d.request_id"
+
+OBSERVATION_TYPES: Final = frozenset(
+    {
+        "span",
+        "generation",
+        "event",
+        "embedding",
+        "agent",
+        "tool",
+        "chain",
+        "retriever",
+        "guardrail",
+        "evaluator",
+    }
+)
+GENERATION_LIKE_TYPES: Final = frozenset({"generation", "embedding"})
+LEVELS: Final = frozenset({"DEBUG", "DEFAULT", "WARNING", "ERROR"})
+
+# Keys that carry user content, whoever set them: the egress guard applies the policy to these.
+CONTENT_KEYS: Final = frozenset(
+    {
+        LF_INPUT,
+        LF_OUTPUT,
+        GEN_AI_INPUT_MESSAGES,
+        GEN_AI_OUTPUT_MESSAGES,
+        GEN_AI_SYSTEM_INSTRUCTIONS,
+        "input.value",
+        "output.value",
+        "traceloop.entity.input",
+        "traceloop.entity.output",
+    }
+)
+CONTENT_KEY_PREFIXES: Final = ("gen_ai.prompt.", "gen_ai.completion.", "llm.input_messages.",
+                               "llm.output_messages.")
