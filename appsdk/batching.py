@@ -81,7 +81,7 @@ class BatchExportProcessor(SpanProcessor):
         self._start_worker()
         if hasattr(os, "register_at_fork"):
             ref = weakref.WeakMethod(self._start_worker)
-            os.register_at_fork(after_in_child=lambda: (m := ref()) and m())  # type: ignore[func-returns-value]
+            os.register_at_fork(after_in_child=lambda: (m := ref()) and m())
 
     def _start_worker(self) -> None:
         # After fork the parent's queue belongs to the parent: the child starts empty.
@@ -107,7 +107,9 @@ class BatchExportProcessor(SpanProcessor):
                 self._full_warned = True
                 _log.warning(
                     "appsdk: the export queue of %s is full (%d spans); new spans are dropped "
-                    "and counted in appsdk.stats()", self.name, self._max_queue,
+                    "and counted in appsdk.stats()",
+                    self.name,
+                    self._max_queue,
                 )
             return
         self._queue.append(span)
@@ -163,7 +165,7 @@ class BatchExportProcessor(SpanProcessor):
                 self._wake.set()
         return True
 
-    def shutdown(self, timeout_s: float = 2.0) -> None:  # type: ignore[override]
+    def shutdown(self, timeout_s: float = 2.0) -> None:
         """Stop the worker, exporting what fits in ``timeout_s``; count what does not."""
         if self._shutdown:
             return

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, populate_by_name=True, extra="forbid")
 
     langfuse_public_key: str | None = _env("LANGFUSE_PUBLIC_KEY")
-    """Langfuse project public key (``pk-lf-...``); with the secret key, turns Langfuse export on."""
+    """Langfuse project public key (``pk-lf-...``); with the secret key, Langfuse export is on."""
     langfuse_secret_key: SecretStr | None = _env("LANGFUSE_SECRET_KEY")
     """Langfuse project secret key (``sk-lf-...``). Never logged, never on a span."""
     langfuse_base_url: str | None = _env("LANGFUSE_BASE_URL", "LANGFUSE_HOST")
@@ -62,7 +62,9 @@ class Settings(BaseSettings):
     """Full URL of an extra OTLP/HTTP traces endpoint (used as given)."""
     otlp_endpoint: str | None = _env("OTEL_EXPORTER_OTLP_ENDPOINT")
     """Base URL of an extra OTLP/HTTP endpoint; ``/v1/traces`` is appended."""
-    otlp_headers: str | None = _env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")
+    otlp_headers: str | None = _env(
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"
+    )
     """``key=value,key2=value2`` headers for the OTLP endpoint above (never sent to Langfuse)."""
     otlp_endpoints: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), validation_alias=AliasChoices("APPSDK_OTLP_ENDPOINTS")
@@ -85,8 +87,9 @@ class Settings(BaseSettings):
     )
     """How long ``shutdown()`` (and process exit) may wait for pending spans."""
     max_queue_size: int = Field(
-        default=2048, gt=0, validation_alias=AliasChoices("APPSDK_MAX_QUEUE_SIZE",
-                                                          "OTEL_BSP_MAX_QUEUE_SIZE")
+        default=2048,
+        gt=0,
+        validation_alias=AliasChoices("APPSDK_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_QUEUE_SIZE"),
     )
     """Spans buffered per exporter before the oldest are dropped (and counted)."""
     max_export_batch_size: int = Field(
@@ -150,13 +153,16 @@ def parse_headers(raw: str | None) -> dict[str, str]:
     return headers
 
 
-_VARIABLES = {
-    name: " / ".join(
-        [name, *(info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices)
-                 else [])]  # type: ignore[list-item]
-    )
+_FIELD_OF_VARIABLE = {
+    alias: name
     for name, info in Settings.model_fields.items()
+    if isinstance(info.validation_alias, AliasChoices)
+    for alias in info.validation_alias.choices
+    if isinstance(alias, str)
 }
+_VARIABLES: dict[str, str] = {}
+for _alias, _name in _FIELD_OF_VARIABLE.items():
+    _VARIABLES[_name] = f"{_VARIABLES.get(_name, _name)} / {_alias}"
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -169,7 +175,8 @@ def load_settings(**overrides: Any) -> Settings:
     unknown = sorted(set(given) - set(Settings.model_fields))
     if unknown:
         raise ConfigError(
-            unknown[0], "is not a setting of appsdk.configure()",
+            unknown[0],
+            "is not a setting of appsdk.configure()",
             f"use one of: {', '.join(sorted(Settings.model_fields))}",
         )
     try:
@@ -178,9 +185,10 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError("environment", str(exc), "correct the variable named") from None
     except ValidationError as exc:
         error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else "settings"
+        where = str(error["loc"][0]) if error["loc"] else "settings"
+        field = _FIELD_OF_VARIABLE.get(where, where)
         raise ConfigError(
-            _VARIABLES.get(field, field), error["msg"].lower(), _fix_for(field)
+            _VARIABLES.get(field, where), error["msg"].lower(), _fix_for(field)
         ) from None
     _check(settings)
     return settings
@@ -189,6 +197,7 @@ def load_settings(**overrides: Any) -> Settings:
 def _fix_for(field: str) -> str:
     fixes = {
         "sample_rate": "give a number between 0 and 1, e.g. 0.25",
+        "max_queue_size": "give a positive whole number",
         "local_store": "use auto, always or never",
         "export_timeout_s": "give a positive number of seconds",
         "shutdown_timeout_s": "give a positive number of seconds",
@@ -198,11 +207,14 @@ def _fix_for(field: str) -> str:
 
 def _check(settings: Settings) -> None:
     if (settings.langfuse_public_key is None) != (settings.langfuse_secret_key is None):
-        missing = "LANGFUSE_SECRET_KEY" if settings.langfuse_secret_key is None else (
-            "LANGFUSE_PUBLIC_KEY"
+        missing = (
+            "LANGFUSE_SECRET_KEY"
+            if settings.langfuse_secret_key is None
+            else ("LANGFUSE_PUBLIC_KEY")
         )
         raise ConfigError(
-            missing, "is not set, but its partner key is",
+            missing,
+            "is not set, but its partner key is",
             "set both Langfuse keys of the project (Settings > API keys), or neither",
         )
     if settings.sample_rate is not None and not (
@@ -221,7 +233,8 @@ def _check(settings: Settings) -> None:
         _check_sampler(settings.traces_sampler, settings.traces_sampler_arg)
     env = settings.environment
     if env is not None and (
-        len(env) > 40 or env.startswith("langfuse")
+        len(env) > 40
+        or env.startswith("langfuse")
         or not all(c.isascii() and (c.islower() or c.isdigit() or c in "_-") for c in env)
     ):
         raise ConfigError(
@@ -235,7 +248,8 @@ def _check_url(field: str, url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
-            field, f"{url!r} is not an http(s) URL with a host",
+            field,
+            f"{url!r} is not an http(s) URL with a host",
             "give a full URL such as https://cloud.langfuse.com or http://127.0.0.1:4318",
         )
 
@@ -243,7 +257,8 @@ def _check_url(field: str, url: str) -> None:
 def _check_sampler(name: str, arg: str | None) -> None:
     if name not in KNOWN_SAMPLERS:
         raise ConfigError(
-            "OTEL_TRACES_SAMPLER", f"unknown sampler {name!r}",
+            "OTEL_TRACES_SAMPLER",
+            f"unknown sampler {name!r}",
             f"use one of: {', '.join(KNOWN_SAMPLERS)}",
         )
     if name.endswith("traceidratio") and arg is not None:
@@ -253,6 +268,7 @@ def _check_sampler(name: str, arg: str | None) -> None:
             ratio = math.nan
         if not (0.0 <= ratio <= 1.0):
             raise ConfigError(
-                "OTEL_TRACES_SAMPLER_ARG", f"{arg!r} is not a ratio between 0 and 1",
+                "OTEL_TRACES_SAMPLER_ARG",
+                f"{arg!r} is not a ratio between 0 and 1",
                 "give a number such as 0.1",
             )

@@ -96,7 +96,9 @@ class OTLPHttpExporter(SpanExporter):
                 outcome = ExportOutcome(ok=True, status=code)
             else:
                 outcome = ExportOutcome(
-                    ok=False, retryable=code in RETRYABLE_STATUS, status=code,
+                    ok=False,
+                    retryable=code in RETRYABLE_STATUS,
+                    status=code,
                     reason=f"HTTP {code} {response.reason_phrase}",
                 )
         self._report(outcome, len(spans))
@@ -108,14 +110,23 @@ class OTLPHttpExporter(SpanExporter):
         if outcome.ok and was_failing:
             _log.warning("appsdk: export to %s recovered", self.name)
         elif not outcome.ok and not was_failing:
-            hint = self._hint if outcome.status in (401, 403) else (
-                "the backend is unreachable or overloaded" if outcome.retryable
-                else "the backend rejected the data"
+            hint = (
+                self._hint
+                if outcome.status in (401, 403)
+                else (
+                    "the backend is unreachable or overloaded"
+                    if outcome.retryable
+                    else "the backend rejected the data"
+                )
             )
             _log.warning(
                 "appsdk: export to %s (%s) failed: %s (%d spans); %s. Further failures are "
                 "counted in appsdk.stats() until it recovers.",
-                self.name, self.endpoint, outcome.reason, count, hint,
+                self.name,
+                self.endpoint,
+                outcome.reason,
+                count,
+                hint,
             )
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:

@@ -18,8 +18,13 @@ from typing import Any
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, Tracer, TracerProvider
-from opentelemetry.sdk.trace import sampling
+from opentelemetry.sdk.trace import (
+    ReadableSpan,
+    Span,
+    SpanProcessor,
+    TracerProvider,
+    sampling,
+)
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
@@ -160,7 +165,7 @@ class Pipeline:
     def __init__(self, settings: Settings, provider: TracerProvider) -> None:
         self.settings = settings
         self.provider = provider
-        self.tracer: Tracer = provider.get_tracer(semconv.TRACER_NAME)
+        self.tracer = provider.get_tracer(semconv.TRACER_NAME)
         self.sampler = _make_sampler(settings)
         self.processors: list[tuple[BatchExportProcessor, SpanFilter | None]] = []
         self.start_hooks: list[Callable[[Span, Context | None], None]] = []
@@ -180,15 +185,16 @@ class Pipeline:
                 _log.debug("appsdk: span start hook failed", exc_info=True)
 
     def on_end(self, span: ReadableSpan) -> None:
-        current: ReadableSpan | None = span
+        current = span
         for hook in self.end_hooks:
             try:
-                current = hook(current)  # type: ignore[arg-type]
+                changed = hook(current)
             except Exception:  # a span we cannot make safe is not exported at all
                 _log.debug("appsdk: span end hook failed; span dropped", exc_info=True)
                 return
-            if current is None:
+            if changed is None:
                 return
+            current = changed
         for processor, accept in self.processors:
             if accept is None or accept(current):
                 processor.on_end(current)
@@ -281,8 +287,7 @@ def _build(settings: Settings, provider: TracerProvider) -> Pipeline:
         pipeline.add_exporter(BatchExportProcessor(exporter, name=name, **batching), None)  # type: ignore[arg-type]
     if settings.local_store_enabled:
         pipeline.add_exporter(
-            BatchExportProcessor(LocalStoreExporter(settings.store_path), name="local",
-                                 **batching),  # type: ignore[arg-type]
+            BatchExportProcessor(LocalStoreExporter(settings.store_path), name="local", **batching),  # type: ignore[arg-type]
             None,
         )
     return pipeline

@@ -92,5 +92,9 @@ CONTENT_KEYS: Final = frozenset(
         "traceloop.entity.output",
     }
 )
-CONTENT_KEY_PREFIXES: Final = ("gen_ai.prompt.", "gen_ai.completion.", "llm.input_messages.",
-                               "llm.output_messages.")
+CONTENT_KEY_PREFIXES: Final = (
+    "gen_ai.prompt.",
+    "gen_ai.completion.",
+    "llm.input_messages.",
+    "llm.output_messages.",
+)

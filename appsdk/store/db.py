@@ -115,8 +115,9 @@ class TraceStore:
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False,
-                                         isolation_level=None)
+            self._conn = sqlite3.connect(
+                self.path, timeout=10.0, check_same_thread=False, isolation_level=None
+            )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
@@ -141,23 +142,40 @@ class TraceStore:
 
     def write_spans(self, spans: Iterable[SpanRecord]) -> int:
         rows = [
-            (s.span_id, s.trace_id, s.parent_span_id, s.name, s.kind, s.start_ns, s.end_ns,
-             s.status_code, s.status_message, s.scope, s.service_name,
-             json.dumps(s.attributes, default=str))
+            (
+                s.span_id,
+                s.trace_id,
+                s.parent_span_id,
+                s.name,
+                s.kind,
+                s.start_ns,
+                s.end_ns,
+                s.status_code,
+                s.status_message,
+                s.scope,
+                s.service_name,
+                json.dumps(s.attributes, default=str),
+            )
             for s in spans
         ]
         with self._transaction() as conn:
-            conn.executemany(
-                "INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows
-            )
+            conn.executemany("INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         return len(rows)
 
     def write_score(self, score: ScoreRecord) -> None:
         with self._transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?,?,?)",
-                (score.id, score.trace_id, score.observation_id, score.name,
-                 json.dumps(score.value), score.data_type, score.comment, score.created_ns),
+                (
+                    score.id,
+                    score.trace_id,
+                    score.observation_id,
+                    score.name,
+                    json.dumps(score.value),
+                    score.data_type,
+                    score.comment,
+                    score.created_ns,
+                ),
             )
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -193,10 +211,8 @@ class TraceStore:
         return str(rows[0][0]) if len(rows) == 1 else None
 
     def spans(self, trace_id: str) -> list[SpanRecord]:
-        rows = self._query(
-            "SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns", (trace_id,)
-        )
-        return [SpanRecord(*r[:11], attributes=json.loads(r[11])) for r in rows]
+        rows = self._query("SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns", (trace_id,))
+        return [SpanRecord(*r[:11], attributes=json.loads(r[11])) for r in rows]  # type: ignore[misc]
 
     def scores(self, trace_id: str) -> list[ScoreRecord]:
         rows = self._query(

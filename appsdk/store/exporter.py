@@ -36,8 +36,9 @@ def to_record(span: ReadableSpan) -> SpanRecord:
         status_message=span.status.description,
         scope=scope.name if scope is not None else None,
         service_name=str(service) if service is not None else None,
-        attributes={k: list(v) if isinstance(v, tuple) else v
-                    for k, v in (span.attributes or {}).items()},
+        attributes={
+            k: list(v) if isinstance(v, tuple) else v for k, v in (span.attributes or {}).items()
+        },
     )
 
 

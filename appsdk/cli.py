@@ -1,0 +1,99 @@
+"""The ``appsdk`` command line: look at recorded traces, check the configuration."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from appsdk.errors import AppSDKError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="appsdk: application-layer tracing for llm-d and Langfuse.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+traces_app = typer.Typer(help="Traces in the embedded local store.", no_args_is_help=True)
+app.add_typer(traces_app, name="traces")
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db", help="Trace store file (default: APPSDK_STORE_PATH or .appsdk/traces.db)."
+    ),
+]
+
+
+def _open_store(db: Path | None):  # type: ignore[no-untyped-def]
+    from appsdk.config import load_settings
+    from appsdk.store import TraceStore
+
+    path = db if db is not None else load_settings().store_path
+    return TraceStore(path, create=False)
+
+
+def _fail(message: str) -> typer.Exit:
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=1)
+
+
+@traces_app.command("list")
+def traces_list(db: StoreOption = None, limit: int = 20) -> None:
+    """List the most recent traces."""
+    try:
+        store = _open_store(db)
+        summaries = store.list_traces(limit)
+    except AppSDKError as exc:
+        raise _fail(str(exc)) from None
+    table = Table("name", "started", "duration", "spans")
+    table.add_column("trace id", no_wrap=True)
+    for s in summaries:
+        started = datetime.fromtimestamp(s.start_ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(
+            s.name, started, f"{(s.end_ns - s.start_ns) / 1e6:.1f}ms", str(s.span_count), s.trace_id
+        )
+    Console(width=140).print(table)
+
+
+@traces_app.command("show")
+def traces_show(
+    trace: Annotated[str, typer.Argument(help="A trace id, a unique prefix of one, or 'last'.")],
+    db: StoreOption = None,
+) -> None:
+    """Print one trace as a tree: observations, models, tokens, cost, prompts, scores."""
+    from appsdk.render import trace_tree
+
+    try:
+        store = _open_store(db)
+        trace_id = store.resolve_trace_id(trace)
+        if trace_id is None:
+            raise _fail(f"no trace matches {trace!r}; `appsdk traces list` shows what is stored")
+        tree = trace_tree(trace_id, store.spans(trace_id), store.scores(trace_id))
+    except AppSDKError as exc:
+        raise _fail(str(exc)) from None
+    Console(width=160).print(tree)
+
+
+@app.command()
+def doctor() -> None:
+    """Check the configuration and that each backend is reachable; say what to fix."""
+    from appsdk.doctor import run_checks
+
+    console = Console()
+    ok = True
+    for check in run_checks():
+        mark = "[green]ok[/green]" if check.ok else "[red]FAIL[/red]"
+        console.print(f"{mark}  {check.name}: {check.detail}")
+        ok = ok and check.ok
+    if not ok:
+        raise typer.Exit(code=1)
+
+
+def main() -> None:
+    app()

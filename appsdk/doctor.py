@@ -1,0 +1,109 @@
+"""``appsdk doctor``: configuration and reachability checks, each with what to fix."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import httpx
+
+from appsdk.config import Settings, load_settings
+from appsdk.errors import ConfigError
+
+__all__ = ["Check", "run_checks"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def run_checks(settings: Settings | None = None, timeout_s: float = 5.0) -> list[Check]:
+    """Run every check; never raises, never prints a secret."""
+    if settings is None:
+        try:
+            settings = load_settings()
+        except ConfigError as exc:
+            return [Check("configuration", False, str(exc))]
+    checks = [Check("configuration", True, "settings are valid")]
+    if settings.langfuse_enabled:
+        checks.append(_check_langfuse(settings, timeout_s))
+    for url, headers in settings.extra_otlp_endpoints():
+        checks.append(_check_otlp(url, headers, timeout_s))
+    if settings.local_store_enabled:
+        checks.append(Check("local store", True, f"traces go to {settings.store_path}"))
+    if len(checks) == 1:
+        checks.append(
+            Check(
+                "destinations",
+                False,
+                "no exporter is enabled; set LANGFUSE_* or "
+                "OTEL_EXPORTER_OTLP_ENDPOINT, or APPSDK_LOCAL_STORE=auto",
+            )
+        )
+    return checks
+
+
+def _check_langfuse(settings: Settings, timeout_s: float) -> Check:
+    assert settings.langfuse_public_key is not None and settings.langfuse_secret_key is not None
+    token = base64.b64encode(
+        f"{settings.langfuse_public_key}:{settings.langfuse_secret_key.get_secret_value()}".encode()
+    ).decode()
+    url = f"{settings.langfuse_url}/api/public/projects"
+    try:
+        response = httpx.get(url, headers={"authorization": f"Basic {token}"}, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        return Check(
+            "langfuse",
+            False,
+            f"{settings.langfuse_url} is unreachable "
+            f"({type(exc).__name__}); check LANGFUSE_BASE_URL and the network",
+        )
+    if response.status_code in (401, 403):
+        return Check(
+            "langfuse",
+            False,
+            f"{settings.langfuse_url} rejected the keys (HTTP "
+            f"{response.status_code}); check LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY",
+        )
+    if response.status_code >= 400:
+        return Check(
+            "langfuse",
+            False,
+            f"{url} answered HTTP {response.status_code}; is LANGFUSE_BASE_URL a Langfuse server?",
+        )
+    return Check("langfuse", True, f"{settings.langfuse_url} accepted the keys")
+
+
+def _check_otlp(url: str, headers: dict[str, str], timeout_s: float) -> Check:
+    try:
+        # An empty export request is valid OTLP and proves the path and the credentials.
+        response = httpx.post(
+            url,
+            content=b"",
+            timeout=timeout_s,
+            headers={**headers, "content-type": "application/x-protobuf"},
+        )
+    except httpx.HTTPError as exc:
+        return Check(
+            f"otlp {url}",
+            False,
+            f"unreachable ({type(exc).__name__}); check the "
+            "OTEL_EXPORTER_OTLP_ENDPOINT value and that the collector runs",
+        )
+    if response.status_code in (401, 403):
+        return Check(
+            f"otlp {url}", False, "rejected the credentials; check OTEL_EXPORTER_OTLP_HEADERS"
+        )
+    if response.status_code == 404:
+        return Check(
+            f"otlp {url}",
+            False,
+            "no OTLP endpoint at this path; a base URL belongs in "
+            "OTEL_EXPORTER_OTLP_ENDPOINT, a full one in OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        )
+    if response.status_code >= 400:
+        return Check(f"otlp {url}", False, f"answered HTTP {response.status_code}")
+    return Check(f"otlp {url}", True, "accepts OTLP/HTTP")

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import appsdk
+from tests.servers import OTLPReceiver, otlp_receiver
+
+_PREFIXES = ("APPSDK_", "LANGFUSE_", "OTEL_")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No test sees the developer's configuration, and none leaves a pipeline behind."""
+    for name in list(os.environ):
+        if name.startswith(_PREFIXES):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    yield
+    appsdk.shutdown(timeout_s=2.0)
+
+
+@pytest.fixture
+def receiver() -> Iterator[OTLPReceiver]:
+    with otlp_receiver() as r:
+        yield r
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "traces.db"
