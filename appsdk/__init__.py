@@ -15,17 +15,38 @@ Then ``appsdk traces show last`` prints the trace as a tree.
 from appsdk._version import __version__
 from appsdk.config import Settings
 from appsdk.errors import AppSDKError, ConfigError, StoreError
+from appsdk.observation import Observation
+from appsdk.observe import (
+    get_current_observation_id,
+    get_current_trace_id,
+    observe,
+    start_observation,
+    update_current_observation,
+)
 from appsdk.pipeline import Pipeline, configure, flush, shutdown, stats
+from appsdk.policy import CaptureMode, Policy
+from appsdk.trace_context import ContextThreadPoolExecutor, trace_attributes, wrap_context
 
 __all__ = [
     "AppSDKError",
+    "CaptureMode",
     "ConfigError",
+    "ContextThreadPoolExecutor",
+    "Observation",
     "Pipeline",
+    "Policy",
     "Settings",
     "StoreError",
     "__version__",
     "configure",
     "flush",
+    "get_current_observation_id",
+    "get_current_trace_id",
+    "observe",
     "shutdown",
+    "start_observation",
     "stats",
+    "trace_attributes",
+    "update_current_observation",
+    "wrap_context",
 ]

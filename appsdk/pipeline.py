@@ -33,6 +33,7 @@ from appsdk import semconv
 from appsdk.batching import BatchExportProcessor
 from appsdk.config import Settings, load_settings
 from appsdk.otlp import OTLPHttpExporter, langfuse_exporter
+from appsdk.policy import Policy
 from appsdk.store.exporter import LocalStoreExporter
 
 __all__ = ["Pipeline", "configure", "current", "flush", "shutdown", "stats"]
@@ -162,8 +163,9 @@ class Pipeline:
         >>> pipeline.stats()  # doctest: +SKIP
     """
 
-    def __init__(self, settings: Settings, provider: TracerProvider) -> None:
+    def __init__(self, settings: Settings, provider: TracerProvider, policy: Policy) -> None:
         self.settings = settings
+        self.policy = policy
         self.provider = provider
         self.tracer = provider.get_tracer(semconv.TRACER_NAME)
         self.sampler = _make_sampler(settings)
@@ -260,8 +262,8 @@ def _install_provider(settings: Settings) -> TracerProvider:
     return provider
 
 
-def _build(settings: Settings, provider: TracerProvider) -> Pipeline:
-    pipeline = Pipeline(settings, provider)
+def _build(settings: Settings, provider: TracerProvider, policy: Policy) -> Pipeline:
+    pipeline = Pipeline(settings, provider, policy)
     batching = {
         "max_queue_size": settings.max_queue_size,
         "max_export_batch_size": settings.max_export_batch_size,
@@ -349,22 +351,30 @@ def _environment_hook(settings: Settings) -> Callable[[Span, Context | None], No
     return set_environment
 
 
-def configure(**options: Any) -> Pipeline:
-    """Install appsdk's tracing pipeline; see :class:`appsdk.config.Settings` for options.
+def configure(*, policy: Policy | None = None, **options: Any) -> Pipeline:
+    """Install appsdk's tracing pipeline and return it.
+
+    Args:
+        policy: what content is recorded; default :meth:`Policy.from_env` (redacted).
+        options: any field of :class:`appsdk.Settings`, e.g. ``langfuse_base_url=``,
+            ``otlp_endpoints=``, ``store_path=``; arguments win over environment variables.
 
     Raises:
         ConfigError: an option or environment variable is invalid.
     """
     global _atexit_registered
     settings = load_settings(**options)
+    policy = policy if policy is not None else Policy.from_env()
     from appsdk import egress
+    from appsdk.trace_context import apply_trace_attributes
 
     with _state_lock:
         provider = _install_provider(settings)
-        pipeline = _build(settings, provider)
+        pipeline = _build(settings, provider, policy)
         hook = _environment_hook(settings)
         if hook is not None:
             pipeline.start_hooks.append(hook)
+        pipeline.start_hooks.append(apply_trace_attributes)
         egress.install(pipeline)
         previous, _slot.pipeline = _slot.pipeline, pipeline
         _sampler.target = pipeline.sampler

@@ -1,0 +1,428 @@
+"""``@observe`` (a drop-in for ``langfuse.observe``) and the observation context managers.
+
+Before ``configure()`` a decorated function runs as if undecorated. After it, a call costs one
+span on appsdk's provider with its input and output written through the policy; nothing is
+serialized twice and nothing is exported on the caller's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar, overload
+
+from opentelemetry import context as context_api
+from opentelemetry import trace as trace_api
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+from appsdk import pipeline as _pipeline
+from appsdk import semconv
+from appsdk.observation import UNSET, Observation
+from appsdk.policy import ContentKind, Policy
+
+__all__ = [
+    "get_current_observation_id",
+    "get_current_trace_id",
+    "observe",
+    "start_observation",
+    "update_current_observation",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_log = logging.getLogger("appsdk")
+_NOOP_POLICY = Policy.none()
+_SPECIAL_KWARGS = ("langfuse_trace_id", "langfuse_parent_observation_id", "langfuse_public_key")
+
+
+def _parent_context(trace_id: str | None, parent_id: str | None) -> context_api.Context | None:
+    """A context whose parent is the given ids (Langfuse's ``trace_context``), else None."""
+    if not trace_id:
+        return None
+    try:
+        trace_int = int(trace_id, 16)
+        parent_int = int(parent_id, 16) if parent_id else RandomIdGenerator().generate_span_id()
+    except ValueError:
+        _log.warning("appsdk: langfuse_trace_id must be 32 hex characters; it was ignored")
+        return None
+    parent = trace_api.SpanContext(
+        trace_id=trace_int, span_id=parent_int, is_remote=False,
+        trace_flags=trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED),
+    )  # fmt: skip
+    return trace_api.set_span_in_context(trace_api.NonRecordingSpan(parent))
+
+
+def _start(
+    pipeline: _pipeline.Pipeline,
+    name: str,
+    as_type: str,
+    policy: Policy,
+    *,
+    input: Any = UNSET,
+    context: context_api.Context | None = None,
+    as_root: bool = False,
+) -> Observation:
+    attributes: dict[str, Any] = {semconv.LF_TYPE: as_type}
+    if input is not UNSET:
+        kind: ContentKind = "messages" if as_type in semconv.GENERATION_LIKE_TYPES else "inputs"
+        rendered = policy.render(kind, input)
+        if rendered is not None:
+            attributes[semconv.LF_INPUT] = rendered
+    if as_root:
+        attributes["langfuse.internal.as_root"] = True
+    span = pipeline.tracer.start_span(name, context=context, attributes=attributes)
+    return Observation(span, as_type, policy)
+
+
+def _valid_type(as_type: str | None) -> str:
+    if as_type is None:
+        return "span"
+    if as_type not in semconv.OBSERVATION_TYPES or as_type == "event":
+        _log.warning("appsdk: invalid as_type %r; using 'span'", as_type)
+        return "span"
+    return as_type
+
+
+def _is_method(func: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+    return "self" in parameters or "cls" in parameters
+
+
+@overload
+def observe(func: F) -> F: ...
+
+
+@overload
+def observe(
+    func: None = None,
+    *,
+    name: str | None = None,
+    as_type: str | None = None,
+    capture_input: bool | None = None,
+    capture_output: bool | None = None,
+    transform_to_string: Callable[[Iterable[Any]], str] | None = None,
+    policy: Policy | None = None,
+) -> Callable[[F], F]: ...
+
+
+def observe(
+    func: F | None = None,
+    *,
+    name: str | None = None,
+    as_type: str | None = None,
+    capture_input: bool | None = None,
+    capture_output: bool | None = None,
+    transform_to_string: Callable[[Iterable[Any]], str] | None = None,
+    policy: Policy | None = None,
+) -> F | Callable[[F], F]:
+    """Trace a function as an observation: the same contract as ``langfuse.observe``.
+
+    Works on sync and async functions, generators and async generators (traced until
+    exhausted or closed) and methods (``self``/``cls`` are not recorded). Input is recorded as
+    ``{"args": [...], "kwargs": {...}}`` and output as the return value, both under the
+    policy (``policy=`` overrides the configured one for this function). An exception marks
+    the observation ERROR with its message and is re-raised. The keyword arguments
+    ``langfuse_trace_id`` and ``langfuse_parent_observation_id`` set the parent.
+
+    Example:
+        >>> @observe(as_type="retriever")
+        ... def search(query: str) -> list[str]: ...
+    """
+    observation_type = _valid_type(as_type)
+
+    def decorate(function: F) -> F:
+        settings = _Options(
+            name or function.__name__, observation_type, capture_input is not False,
+            capture_output is not False, transform_to_string, policy, _is_method(function),
+        )  # fmt: skip
+        if inspect.iscoroutinefunction(function):
+            return _async_wrapper(function, settings)  # type: ignore[return-value]
+        if inspect.isasyncgenfunction(function):
+            return _async_gen_wrapper(function, settings)  # type: ignore[return-value]
+        return _sync_wrapper(function, settings)  # type: ignore[return-value]
+
+    return decorate(func) if func is not None else decorate
+
+
+class _Options:
+    __slots__ = ("capture_input", "capture_output", "is_method", "name", "policy",
+                 "transform", "type")  # fmt: skip
+
+    def __init__(
+        self,
+        name: str,
+        obs_type: str,
+        capture_input: bool,
+        capture_output: bool,
+        transform: Callable[[Iterable[Any]], str] | None,
+        policy: Policy | None,
+        is_method: bool,
+    ) -> None:
+        self.name = name
+        self.type = obs_type
+        self.capture_input = capture_input
+        self.capture_output = capture_output
+        self.transform = transform
+        self.policy = policy
+        self.is_method = is_method
+
+
+def _begin(options: _Options, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Observation | None:
+    """Pop the special kwargs; start the observation, or None when tracing is off."""
+    trace_id = kwargs.pop("langfuse_trace_id", None)
+    parent_id = kwargs.pop("langfuse_parent_observation_id", None)
+    kwargs.pop("langfuse_public_key", None)
+    pipeline = _pipeline.current()
+    if pipeline is None:
+        return None
+    try:
+        policy = options.policy or pipeline.policy
+        if options.capture_input:
+            logged_args = args[1:] if options.is_method else args
+            input: Any = {"args": logged_args, "kwargs": kwargs}
+        else:
+            input = UNSET
+        context = _parent_context(trace_id, parent_id)
+        as_root = context is not None and not parent_id
+        observation = _start(
+            pipeline, options.name, options.type, policy, input=input, context=context,
+            as_root=as_root,
+        )  # fmt: skip
+        observation.__enter__()
+        return observation
+    except Exception:  # the tracing path never raises into user code
+        _log.debug("appsdk: could not start observation %s", options.name, exc_info=True)
+        return None
+
+
+def _finish(observation: Observation, options: _Options, result: Any) -> Any:
+    """Record the result, or hand the observation to a generator wrapper that ends it later."""
+    if inspect.isgenerator(result):
+        return _TracedGenerator(result, observation, options)
+    if inspect.isasyncgen(result):
+        return _TracedAsyncGenerator(result, observation, options)
+    try:
+        if options.capture_output:
+            observation.update(output=result)
+    except Exception:
+        _log.debug("appsdk: could not record output of %s", options.name, exc_info=True)
+    observation.end()
+    return result
+
+
+def _sync_wrapper(function: Callable[..., Any], options: _Options) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        observation = _begin(options, args, kwargs)
+        if observation is None:
+            return function(*args, **kwargs)
+        try:
+            result = function(*args, **kwargs)
+        except BaseException as error:
+            observation.fail(error)
+            raise
+        return _finish(observation, options, result)
+
+    return wrapper
+
+
+def _async_wrapper(function: Callable[..., Any], options: _Options) -> Callable[..., Any]:
+    @functools.wraps(function)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        observation = _begin(options, args, kwargs)
+        if observation is None:
+            return await function(*args, **kwargs)
+        try:
+            result = await function(*args, **kwargs)
+        except BaseException as error:  # CancelledError too: the span must still end
+            observation.fail(error)
+            raise
+        return _finish(observation, options, result)
+
+    return wrapper
+
+
+def _async_gen_wrapper(function: Callable[..., Any], options: _Options) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        observation = _begin(options, args, kwargs)
+        if observation is None:
+            return function(*args, **kwargs)
+        try:
+            result = function(*args, **kwargs)
+        except BaseException as error:
+            observation.fail(error)
+            raise
+        return _finish(observation, options, result)
+
+    return wrapper
+
+
+def _joined(items: list[Any], transform: Callable[[Iterable[Any]], str] | None) -> Any:
+    if transform is not None:
+        return transform(items)
+    if all(isinstance(item, str) for item in items):
+        return "".join(items)
+    return items
+
+
+class _TracedGenerator(Iterator[Any]):
+    """Runs each step in the context the observation was current in; ends it when done."""
+
+    def __init__(self, generator: Iterator[Any], observation: Observation, options: _Options):
+        self._generator = generator
+        self._observation = observation
+        self._options = options
+        self._items: list[Any] = []
+        self._context = contextvars.copy_context()
+        observation._detach()
+
+    def __iter__(self) -> _TracedGenerator:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            item = self._context.run(next, self._generator)
+        except StopIteration:
+            self._done()
+            raise
+        except BaseException as error:
+            self._observation.fail(error)
+            raise
+        if self._options.capture_output:
+            self._items.append(item)
+        return item
+
+    def _done(self) -> None:
+        if self._options.capture_output:
+            self._observation.update(output=_joined(self._items, self._options.transform))
+        self._observation.end()
+
+    def close(self) -> None:
+        close = getattr(self._generator, "close", None)
+        try:
+            if close is not None:
+                self._context.run(close)
+        except BaseException as error:
+            self._observation.fail(error)
+            raise
+        self._done()
+
+    def __del__(self) -> None:
+        if not self._observation._ended:
+            self._done()
+
+
+class _TracedAsyncGenerator(AsyncIterator[Any]):
+    """The async twin of :class:`_TracedGenerator`."""
+
+    def __init__(self, generator: Any, observation: Observation, options: _Options):
+        self._generator = generator
+        self._observation = observation
+        self._options = options
+        self._items: list[Any] = []
+        self._context = contextvars.copy_context()
+        observation._detach()
+
+    def __aiter__(self) -> _TracedAsyncGenerator:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            item = await asyncio.create_task(self._generator.__anext__(), context=self._context)
+        except StopAsyncIteration:
+            self._done()
+            raise
+        except BaseException as error:
+            self._observation.fail(error)
+            raise
+        if self._options.capture_output:
+            self._items.append(item)
+        return item
+
+    def _done(self) -> None:
+        if self._options.capture_output:
+            self._observation.update(output=_joined(self._items, self._options.transform))
+        self._observation.end()
+
+    async def aclose(self) -> None:
+        try:
+            await asyncio.create_task(self._generator.aclose(), context=self._context)
+        except BaseException as error:
+            self._observation.fail(error)
+            raise
+        self._done()
+
+    def __del__(self) -> None:
+        if not self._observation._ended:
+            self._done()
+
+
+def start_observation(
+    name: str,
+    *,
+    as_type: str = "span",
+    input: Any = UNSET,
+    metadata: Mapping[str, Any] | None = None,
+    policy: Policy | None = None,
+    **attributes: Any,
+) -> Observation:
+    """Start an observation; use it as a context manager, or call ``end()`` / ``fail()``.
+
+    Keyword arguments beyond ``input`` and ``metadata`` are those of
+    :meth:`Observation.update` (model, usage, cost, prompt, ...).
+
+    Example:
+        >>> with start_observation("llm", as_type="generation", model="m") as gen:  # doctest: +SKIP
+        ...     gen.update(output=text, usage={"input": 12, "output": 40})
+    """
+    obs_type = _valid_type(as_type)
+    pipeline = _pipeline.current()
+    if pipeline is None:
+        return Observation(trace_api.INVALID_SPAN, obs_type, _NOOP_POLICY)
+    effective = policy or pipeline.policy
+    try:
+        observation = _start(pipeline, name, obs_type, effective, input=input)
+        if metadata or attributes:
+            observation.update(metadata=metadata, **attributes)
+    except TypeError:
+        raise
+    except Exception:
+        _log.debug("appsdk: could not start observation %s", name, exc_info=True)
+        return Observation(trace_api.INVALID_SPAN, obs_type, _NOOP_POLICY)
+    return observation
+
+
+def _current_observation() -> Observation | None:
+    span = trace_api.get_current_span()
+    if not span.is_recording():
+        return None
+    pipeline = _pipeline.current()
+    policy = pipeline.policy if pipeline is not None else _NOOP_POLICY
+    attributes = getattr(span, "attributes", None) or {}
+    return Observation(span, str(attributes.get(semconv.LF_TYPE, "span")), policy)
+
+
+def update_current_observation(**fields: Any) -> None:
+    """Update the current observation (see :meth:`Observation.update` for the fields)."""
+    observation = _current_observation()
+    if observation is not None:
+        observation.update(**fields)
+
+
+def get_current_trace_id() -> str | None:
+    """The current trace id as 32 lowercase hex characters, or None outside a trace."""
+    ctx = trace_api.get_current_span().get_span_context()
+    return f"{ctx.trace_id:032x}" if ctx.is_valid else None
+
+
+def get_current_observation_id() -> str | None:
+    """The current observation (span) id as 16 lowercase hex characters, or None."""
+    ctx = trace_api.get_current_span().get_span_context()
+    return f"{ctx.span_id:016x}" if ctx.is_valid else None

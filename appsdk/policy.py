@@ -1,0 +1,298 @@
+"""The security policy: what content is recorded, and how it is redacted and truncated.
+
+Pure: no OpenTelemetry here. A :class:`Policy` is a frozen set of rules, one capture mode per
+kind of content; :meth:`Policy.render` turns a Python value into the string that may go on a
+span, or ``None`` when nothing may.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
+
+from appsdk.errors import ConfigError
+from appsdk.redaction import Redactor, is_secret_key
+
+__all__ = ["CaptureMode", "ContentKind", "Policy"]
+
+
+class CaptureMode(enum.StrEnum):
+    """How much of one kind of content is recorded."""
+
+    NONE = "none"
+    """Nothing: the attribute is not written."""
+    METADATA = "metadata"
+    """Type, size, item count and a keyed hash; no text."""
+    REDACTED = "redacted"
+    """The content with secrets and PII replaced, truncated to the limits."""
+    FULL = "full"
+    """The content as given, truncated to the limits."""
+
+
+ContentKind = Literal["inputs", "outputs", "messages", "completions", "metadata", "feedback"]
+CONTENT_KINDS: tuple[ContentKind, ...] = (
+    "inputs", "outputs", "messages", "completions", "metadata", "feedback",
+)  # fmt: skip
+
+SECRET_PLACEHOLDER = "[REDACTED:SECRET]"
+_MAX_DEPTH = 12
+
+
+class Policy(BaseModel):
+    """What the application allows to be recorded, per kind of content.
+
+    Kinds: ``inputs`` and ``outputs`` (of observed functions), ``messages`` (prompts sent to a
+    model), ``completions`` (what the model answered), ``metadata``, ``feedback`` (comments).
+
+    Example:
+        >>> policy = Policy(inputs="full", completions="metadata", replacement="pseudonym")
+        >>> policy.render("inputs", {"args": ["hi bob@example.com"], "kwargs": {}})
+        '{"args": ["hi bob@example.com"], "kwargs": {}}'
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, extra="forbid")
+
+    inputs: CaptureMode = CaptureMode.REDACTED
+    outputs: CaptureMode = CaptureMode.REDACTED
+    messages: CaptureMode = CaptureMode.REDACTED
+    completions: CaptureMode = CaptureMode.REDACTED
+    metadata: CaptureMode = CaptureMode.REDACTED
+    feedback: CaptureMode = CaptureMode.REDACTED
+    replacement: Literal["label", "pseudonym"] = "label"
+    """``label``: ``[REDACTED:EMAIL]``; ``pseudonym``: ``[EMAIL:3f9a1c2b]`` (keyed HMAC)."""
+    pseudonym_key: SecretStr | None = None
+    """HMAC key of pseudonyms and metadata hashes (``APPSDK_PSEUDONYM_KEY``); random if unset."""
+    max_chars: int = Field(default=20_000, gt=0)
+    """Longest string recorded per field; the rest is cut and marked."""
+    max_items: int = Field(default=200, gt=0)
+    """Most items recorded per list or mapping; the rest are cut and marked."""
+    patterns: tuple[tuple[str, re.Pattern[str]], ...] = ()
+    """The application's own detectors as ``(LABEL, regex)``."""
+    redactors: tuple[Callable[[str], str], ...] = ()
+    """The application's own functions, applied to every recorded string after the built-ins."""
+    secret_keys: tuple[str, ...] = ()
+    """More key names whose values are always replaced (besides password, api_key, ...)."""
+    baggage_allow: tuple[str, ...] = ()
+    """Baggage keys the llm-d client may forward to the gateway (default: none)."""
+    pseudonymize_user_ids: bool = False
+    """Record user ids as keyed pseudonyms instead of as given."""
+
+    _redactor: Redactor = PrivateAttr()
+    _key: bytes = PrivateAttr()
+
+    @field_validator("patterns", mode="before")
+    @classmethod
+    def _compile_patterns(cls, value: Any) -> Any:
+        items = value.items() if isinstance(value, Mapping) else value
+        compiled = []
+        for label, pattern in items:
+            try:
+                compiled.append((str(label), re.compile(pattern)))
+            except re.error as exc:
+                raise ValueError(f"pattern for {label!r} is not a valid regex: {exc}") from None
+        return tuple(compiled)
+
+    def model_post_init(self, context: Any, /) -> None:
+        key = self.pseudonym_key.get_secret_value().encode() if self.pseudonym_key else None
+        self._key = key or secrets.token_bytes(32)
+        self._redactor = Redactor(
+            style=self.replacement, key=self._key, patterns=self.patterns,
+            callables=self.redactors,
+        )  # fmt: skip
+
+    @classmethod
+    def none(cls) -> Policy:
+        """A policy that records no content at all."""
+        none: dict[str, Any] = dict.fromkeys(CONTENT_KINDS, CaptureMode.NONE)
+        return cls(**none)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Policy:
+        """The policy of ``APPSDK_CAPTURE`` and the ecosystem's switches, under ``overrides``.
+
+        ``APPSDK_CAPTURE`` is one mode for every kind (``redacted``) or per kind
+        (``inputs=none,completions=metadata``). Without it,
+        ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=NO_CONTENT`` turns messages and
+        completions off and ``LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED=false`` inputs and
+        outputs.
+
+        Raises:
+            ConfigError: ``APPSDK_CAPTURE`` names an unknown kind or mode.
+        """
+        values: dict[str, Any] = {}
+        genai = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+        if genai is not None and genai.strip().upper() in ("NO_CONTENT", "FALSE", "0"):
+            values.update(messages=CaptureMode.NONE, completions=CaptureMode.NONE)
+        io = os.environ.get("LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED")
+        if io is not None and io.strip().lower() in ("false", "0"):
+            values.update(inputs=CaptureMode.NONE, outputs=CaptureMode.NONE)
+        values.update(_parse_capture(os.environ.get("APPSDK_CAPTURE")))
+        key = os.environ.get("APPSDK_PSEUDONYM_KEY")
+        if key:
+            values["pseudonym_key"] = key
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def redactor(self) -> Redactor:
+        return self._redactor
+
+    def mode(self, kind: ContentKind) -> CaptureMode:
+        mode: CaptureMode = getattr(self, kind)
+        return mode
+
+    def keyed_hash(self, text: str) -> str:
+        return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()[:16]
+
+    def render(self, kind: ContentKind, value: Any) -> str | None:
+        """The span attribute string for ``value`` under this policy, or None to record nothing.
+
+        Strings are recorded as given (redacted, truncated); anything else as JSON.
+        """
+        mode: CaptureMode = getattr(self, kind)
+        if mode is CaptureMode.NONE:
+            return None
+        if mode is CaptureMode.METADATA:
+            return self.describe(value)
+        prepared = self.prepare(value, redact=mode is CaptureMode.REDACTED)
+        if isinstance(prepared, str):
+            return prepared
+        return json.dumps(prepared)
+
+    def render_text(self, kind: ContentKind, text: str) -> str | None:
+        """Like :meth:`render` for text that is already serialized (e.g. another SDK's JSON)."""
+        mode: CaptureMode = getattr(self, kind)
+        if mode is CaptureMode.NONE:
+            return None
+        if mode is CaptureMode.METADATA:
+            return self.describe(text)
+        if mode is CaptureMode.REDACTED and text[:1] in ("{", "["):
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                pass
+            else:
+                return json.dumps(self.prepare(parsed, redact=True))
+        return self._string(text, mode is CaptureMode.REDACTED)
+
+    def redact_text(self, text: str) -> str:
+        """Secrets and PII replaced; no truncation (for names, messages, user ids)."""
+        return self._redactor.redact(text)
+
+    def describe(self, value: Any) -> str:
+        """The ``metadata`` mode record: type, size, item count, keyed hash. No content."""
+        serialized = value if isinstance(value, str) else json.dumps(_plain(value, 0), default=str)
+        summary: dict[str, Any] = {"type": type(value).__name__, "chars": len(serialized)}
+        if isinstance(value, Mapping | list | tuple):
+            summary["items"] = len(value)
+        summary["hash"] = self.keyed_hash(serialized)
+        return json.dumps(summary)
+
+    def prepare(self, value: Any, *, redact: bool = True, depth: int = 0) -> Any:
+        """A JSON-ready copy of ``value``: secret keys replaced, strings redacted and truncated."""
+        if value is None or isinstance(value, bool | float):
+            return value
+        if isinstance(value, str):
+            return self._string(value, redact)
+        if isinstance(value, int):
+            return self._integer(value) if redact else value
+        if depth >= _MAX_DEPTH:
+            return "[truncated: nested too deep]"
+        if isinstance(value, Mapping):
+            return self._mapping(value, redact, depth)
+        if isinstance(value, list | tuple | set | frozenset):
+            items = list(value)
+            out = [self.prepare(item, redact=redact, depth=depth + 1)
+                   for item in items[: self.max_items]]  # fmt: skip
+            if len(items) > self.max_items:
+                out.append(f"[truncated {len(items) - self.max_items} items]")
+            return out
+        return self.prepare(_plain(value, depth), redact=redact, depth=depth + 1)
+
+    def _mapping(self, value: Mapping[Any, Any], redact: bool, depth: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        extra = self.secret_keys
+        for index, (key, item) in enumerate(value.items()):
+            if index == self.max_items:
+                out["[truncated]"] = f"{len(value) - self.max_items} more items"
+                break
+            name = str(key)
+            if is_secret_key(name, extra) and item is not None:
+                out[name] = SECRET_PLACEHOLDER
+            else:
+                out[name] = self.prepare(item, redact=redact, depth=depth + 1)
+        return out
+
+    def _string(self, text: str, redact: bool) -> str:
+        # Scrub before truncating, so a cut never leaves half a secret behind.
+        if redact:
+            text = self._redactor.redact(text)
+        if len(text) > self.max_chars:
+            return f"{text[: self.max_chars]}...[truncated {len(text) - self.max_chars} chars]"
+        return text
+
+    def _integer(self, value: int) -> int | str:
+        if -1_000_000 < value < 1_000_000:
+            return value
+        text = str(value)
+        redacted = self._redactor.redact(text)
+        return value if redacted == text else redacted
+
+
+def _plain(value: Any, depth: int) -> Any:
+    """Turn an arbitrary object into JSON-able data the way Langfuse's serializer would."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, Mapping | list | tuple):
+        return value
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, bytes | bytearray):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, set | frozenset):
+        return list(value)
+    attributes = getattr(value, "__dict__", None)
+    if isinstance(attributes, dict) and depth < _MAX_DEPTH:
+        return {k: v for k, v in attributes.items() if not k.startswith("_")}
+    return f"<{type(value).__name__}>"
+
+
+def _parse_capture(raw: str | None) -> dict[str, CaptureMode]:
+    if raw is None or not raw.strip():
+        return {}
+    modes = {mode.value: mode for mode in CaptureMode}
+    if "=" not in raw:
+        mode = modes.get(raw.strip().lower())
+        if mode is None:
+            raise ConfigError("APPSDK_CAPTURE", f"unknown capture mode {raw.strip()!r}",
+                              "use none, metadata, redacted or full")  # fmt: skip
+        return dict.fromkeys(CONTENT_KINDS, mode)
+    parsed: dict[str, CaptureMode] = {}
+    for item in raw.split(","):
+        kind, _, value = item.partition("=")
+        kind, value = kind.strip(), value.strip().lower()
+        if kind not in CONTENT_KINDS:
+            raise ConfigError("APPSDK_CAPTURE", f"unknown content kind {kind!r}",
+                              f"use kinds from: {', '.join(CONTENT_KINDS)}")  # fmt: skip
+        if value not in modes:
+            raise ConfigError("APPSDK_CAPTURE", f"unknown capture mode {value!r} for {kind}",
+                              "use none, metadata, redacted or full")  # fmt: skip
+        parsed[kind] = modes[value]
+    return parsed
