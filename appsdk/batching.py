@@ -16,6 +16,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -23,7 +24,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from appsdk.otlp import ExportOutcome
 
-__all__ = ["BatchExportProcessor", "ExporterStats"]
+__all__ = ["BatchExportProcessor", "ExportSink", "ExporterStats"]
 
 _log = logging.getLogger("appsdk")
 
@@ -55,6 +56,17 @@ class ExporterStats:
                 "dropped_at_shutdown": self.dropped_at_shutdown,
                 "queued": self.queued,
             }
+
+
+class ExportSink(Protocol):
+    """Where the pipeline hands ended spans: a batch exporter, or a test's capture."""
+
+    name: str
+
+    def on_end(self, span: ReadableSpan) -> None: ...
+    def force_flush(self, timeout_millis: int = 30000) -> bool: ...
+    def shutdown(self, timeout_s: float = 2.0) -> None: ...
+    def snapshot(self) -> dict[str, int]: ...
 
 
 class BatchExportProcessor(SpanProcessor):

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Status
 
 from appsdk import semconv
-from appsdk.policy import CaptureMode, ContentKind, Policy
+from appsdk.policy import CaptureMode, ContentKind, PolicyEngine
 
 if TYPE_CHECKING:
     from appsdk.pipeline import Pipeline
@@ -55,11 +55,14 @@ def kind_of_key(key: str, generation: bool) -> ContentKind | None:
     return None
 
 
-def _guard_attributes(attributes: Any, policy: Policy, generation: bool) -> dict[str, Any] | None:
+def _guard_attributes(
+    attributes: Any, policy: PolicyEngine, generation: bool
+) -> dict[str, Any] | None:
     """The attributes made safe, or None when nothing had to change."""
     changed = False
     safe: dict[str, Any] = {}
-    scrub_others = policy.metadata is not CaptureMode.FULL
+    scrub_others = policy.metadata_mode is not CaptureMode.FULL
+    redact = policy.redactor.redact
     for key, value in attributes.items():
         kind = kind_of_key(key, generation)
         new: Any
@@ -71,9 +74,9 @@ def _guard_attributes(attributes: Any, policy: Policy, generation: bool) -> dict
                 changed = True
                 continue
         elif scrub_others and isinstance(value, str):
-            new = policy.redact_text(value)
+            new = redact(value)
         elif scrub_others and isinstance(value, tuple) and value and isinstance(value[0], str):
-            new = tuple(policy.redact_text(item) for item in value)
+            new = tuple(redact(item) for item in value)
         else:
             new = value
         changed = changed or new != value
@@ -81,7 +84,7 @@ def _guard_attributes(attributes: Any, policy: Policy, generation: bool) -> dict
     return safe if changed else None
 
 
-def guard_span(span: ReadableSpan, policy: Policy) -> ReadableSpan:
+def guard_span(span: ReadableSpan, policy: PolicyEngine) -> ReadableSpan:
     """``span`` with the policy applied, or ``span`` itself if it was already safe."""
     scope = span.instrumentation_scope
     if scope is not None and scope.name == semconv.TRACER_NAME:
@@ -98,7 +101,7 @@ def guard_span(span: ReadableSpan, policy: Policy) -> ReadableSpan:
             event = Event(event.name, guarded, event.timestamp)
         events.append(event)
     description = span.status.description
-    safe_description = policy.redact_text(description) if description else description
+    safe_description = policy.redactor.redact(description) if description else description
     if new_attributes is None and not events_changed and safe_description == description:
         return span
     return ReadableSpan(
@@ -119,7 +122,7 @@ def guard_span(span: ReadableSpan, policy: Policy) -> ReadableSpan:
 
 def install(pipeline: Pipeline) -> None:
     """Make the guard the last step before ``pipeline``'s exporters."""
-    policy = pipeline.policy
+    policy = pipeline.engine
 
     def guard(span: ReadableSpan) -> ReadableSpan | None:
         return guard_span(span, policy)

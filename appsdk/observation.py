@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import Span
 from opentelemetry.trace import Status, StatusCode
 
 from appsdk import semconv
-from appsdk.policy import ContentKind, Policy
+from appsdk.policy import CaptureMode, ContentKind, PolicyEngine
 
 __all__ = ["UNSET", "Observation"]
 
@@ -79,7 +79,7 @@ class Observation:
 
     __slots__ = ("_ended", "_policy", "_span", "_token", "as_type")
 
-    def __init__(self, span: trace_api.Span, as_type: str, policy: Policy) -> None:
+    def __init__(self, span: trace_api.Span, as_type: str, policy: PolicyEngine) -> None:
         self._span = span
         self._policy = policy
         self.as_type = as_type
@@ -144,7 +144,7 @@ class Observation:
             else:
                 _log.debug("appsdk: level %r is not one of %s", level, sorted(semconv.LEVELS))
         if status_message is not None:
-            message = self._policy.redact_text(str(status_message))
+            message = self._policy.redactor.redact(str(status_message))
             span.set_attribute(semconv.LF_STATUS_MESSAGE, message)
         if model is not None:
             span.set_attribute(semconv.LF_MODEL, model)
@@ -153,7 +153,7 @@ class Observation:
         if cost is not None and (encoded := _cost(cost)) is not None:
             span.set_attribute(semconv.LF_COST, encoded)
         if model_parameters:
-            params = self._policy.prepare(dict(model_parameters), redact=True)
+            params = self._policy.prepare(dict(model_parameters), True)
             span.set_attribute(semconv.LF_MODEL_PARAMETERS, json.dumps(params))
         if completion_start_time is not None:
             span.set_attribute(semconv.LF_COMPLETION_START, _iso(completion_start_time))
@@ -163,13 +163,13 @@ class Observation:
 
     def _set_metadata(self, prefix: str, metadata: Mapping[str, Any]) -> None:
         policy = self._policy
-        mode = policy.mode("metadata")
-        if mode.value == "none":
+        mode = policy.metadata_mode
+        if mode is CaptureMode.NONE:
             return
-        for key, value in policy.prepare(dict(metadata), redact=mode.value == "redacted").items():
+        for key, value in policy.prepare(dict(metadata), mode is CaptureMode.REDACTED).items():
             if value is None:
                 continue
-            encoded = policy.describe(value) if mode.value == "metadata" else json.dumps(value)
+            encoded = policy.describe(value) if mode is CaptureMode.METADATA else json.dumps(value)
             self._span.set_attribute(f"{prefix}.{key}", encoded)
 
     def link_prompt(self, prompt: Any) -> None:
@@ -196,7 +196,7 @@ class Observation:
             return
         span = self._span
         if span.is_recording():
-            message = self._policy.redact_text(str(error) or type(error).__name__)
+            message = self._policy.redactor.redact(str(error) or type(error).__name__)
             span.set_attributes(
                 {
                     semconv.LF_LEVEL: "ERROR",

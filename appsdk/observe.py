@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from appsdk import pipeline as _pipeline
 from appsdk import semconv
 from appsdk.observation import UNSET, Observation
-from appsdk.policy import ContentKind, Policy
+from appsdk.policy import ContentKind, Policy, PolicyEngine
 
 __all__ = [
     "get_current_observation_id",
@@ -34,7 +34,7 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 _log = logging.getLogger("appsdk")
-_NOOP_POLICY = Policy.none()
+_NOOP_POLICY = Policy.none().engine
 _SPECIAL_KWARGS = ("langfuse_trace_id", "langfuse_parent_observation_id", "langfuse_public_key")
 
 
@@ -59,7 +59,7 @@ def _start(
     pipeline: _pipeline.Pipeline,
     name: str,
     as_type: str,
-    policy: Policy,
+    policy: PolicyEngine,
     *,
     input: Any = UNSET,
     context: context_api.Context | None = None,
@@ -169,7 +169,7 @@ class _Options:
         self.capture_input = capture_input
         self.capture_output = capture_output
         self.transform = transform
-        self.policy = policy
+        self.policy = policy.engine if policy is not None else None
         self.is_method = is_method
 
 
@@ -182,7 +182,7 @@ def _begin(options: _Options, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     if pipeline is None:
         return None
     try:
-        policy = options.policy or pipeline.policy
+        policy = options.policy or pipeline.engine
         if options.capture_input:
             logged_args = args[1:] if options.is_method else args
             input: Any = {"args": logged_args, "kwargs": kwargs}
@@ -386,7 +386,7 @@ def start_observation(
     pipeline = _pipeline.current()
     if pipeline is None:
         return Observation(trace_api.INVALID_SPAN, obs_type, _NOOP_POLICY)
-    effective = policy or pipeline.policy
+    effective = policy.engine if policy is not None else pipeline.engine
     try:
         observation = _start(pipeline, name, obs_type, effective, input=input)
         if metadata or attributes:
@@ -404,7 +404,7 @@ def _current_observation() -> Observation | None:
     if not span.is_recording():
         return None
     pipeline = _pipeline.current()
-    policy = pipeline.policy if pipeline is not None else _NOOP_POLICY
+    policy = pipeline.engine if pipeline is not None else _NOOP_POLICY
     attributes = getattr(span, "attributes", None) or {}
     return Observation(span, str(attributes.get(semconv.LF_TYPE, "span")), policy)
 

@@ -30,7 +30,7 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
 from appsdk import semconv
-from appsdk.batching import BatchExportProcessor
+from appsdk.batching import BatchExportProcessor, ExportSink
 from appsdk.config import Settings, load_settings
 from appsdk.otlp import OTLPHttpExporter, langfuse_exporter
 from appsdk.policy import Policy
@@ -166,17 +166,18 @@ class Pipeline:
     def __init__(self, settings: Settings, provider: TracerProvider, policy: Policy) -> None:
         self.settings = settings
         self.policy = policy
+        self.engine = policy.engine
         self.provider = provider
         self.tracer = provider.get_tracer(semconv.TRACER_NAME)
         self.sampler = _make_sampler(settings)
-        self.processors: list[tuple[BatchExportProcessor, SpanFilter | None]] = []
+        self.processors: list[tuple[ExportSink, SpanFilter | None]] = []
         self.start_hooks: list[Callable[[Span, Context | None], None]] = []
         self.end_hooks: list[Callable[[ReadableSpan], ReadableSpan | None]] = []
         self._closed = False
         self._lock = threading.Lock()
         self.langfuse_client: Any = None
 
-    def add_exporter(self, processor: BatchExportProcessor, accept: SpanFilter | None) -> None:
+    def add_exporter(self, processor: ExportSink, accept: SpanFilter | None) -> None:
         self.processors.append((processor, accept))
 
     def on_start(self, span: Span, parent_context: Context | None) -> None:

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field
 from appsdk.errors import ConfigError
 from appsdk.redaction import Redactor, is_secret_key
 
-__all__ = ["CaptureMode", "ContentKind", "Policy"]
+__all__ = ["CaptureMode", "ContentKind", "Policy", "PolicyEngine"]
 
 
 class CaptureMode(enum.StrEnum):
@@ -88,8 +88,7 @@ class Policy(BaseModel):
     pseudonymize_user_ids: bool = False
     """Record user ids as keyed pseudonyms instead of as given."""
 
-    _redactor: Redactor = PrivateAttr()
-    _key: bytes = PrivateAttr()
+    _engine: PolicyEngine = PrivateAttr()
 
     @field_validator("patterns", mode="before")
     @classmethod
@@ -105,11 +104,7 @@ class Policy(BaseModel):
 
     def model_post_init(self, context: Any, /) -> None:
         key = self.pseudonym_key.get_secret_value().encode() if self.pseudonym_key else None
-        self._key = key or secrets.token_bytes(32)
-        self._redactor = Redactor(
-            style=self.replacement, key=self._key, patterns=self.patterns,
-            callables=self.redactors,
-        )  # fmt: skip
+        self._engine = PolicyEngine(self, key or secrets.token_bytes(32))
 
     @classmethod
     def none(cls) -> Policy:
@@ -145,34 +140,79 @@ class Policy(BaseModel):
         return cls(**values)
 
     @property
+    def engine(self) -> PolicyEngine:
+        """The compiled form of this policy that does the work (built once)."""
+        return self._engine
+
+    @property
     def redactor(self) -> Redactor:
-        return self._redactor
+        return self._engine.redactor
 
     def mode(self, kind: ContentKind) -> CaptureMode:
-        mode: CaptureMode = getattr(self, kind)
-        return mode
-
-    def keyed_hash(self, text: str) -> str:
-        return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()[:16]
+        return self._engine.modes[kind]
 
     def render(self, kind: ContentKind, value: Any) -> str | None:
         """The span attribute string for ``value`` under this policy, or None to record nothing.
 
         Strings are recorded as given (redacted, truncated); anything else as JSON.
         """
-        mode: CaptureMode = getattr(self, kind)
+        return self._engine.render(kind, value)
+
+    def render_text(self, kind: ContentKind, text: str) -> str | None:
+        """Like :meth:`render` for text that is already serialized (e.g. another SDK's JSON)."""
+        return self._engine.render_text(kind, text)
+
+    def redact_text(self, text: str) -> str:
+        """Secrets and PII replaced; no truncation (for names, messages, user ids)."""
+        return self._engine.redactor.redact(text)
+
+    def prepare(self, value: Any, *, redact: bool = True) -> Any:
+        """A JSON-ready copy of ``value``: secret keys replaced, strings redacted and truncated."""
+        return self._engine.prepare(value, redact)
+
+    def describe(self, value: Any) -> str:
+        """The ``metadata`` mode record: type, size, item count, keyed hash. No content."""
+        return self._engine.describe(value)
+
+    def keyed_hash(self, text: str) -> str:
+        return self._engine.keyed_hash(text)
+
+
+class PolicyEngine:
+    """A :class:`Policy` compiled for the hot path: plain attributes, no validation."""
+
+    __slots__ = ("key", "max_chars", "max_items", "metadata_mode", "modes",
+                 "pseudonymize_user_ids", "redactor", "secret_keys")  # fmt: skip
+
+    def __init__(self, policy: Policy, key: bytes) -> None:
+        self.modes: dict[str, CaptureMode] = {kind: getattr(policy, kind) for kind in CONTENT_KINDS}
+        self.metadata_mode = policy.metadata
+        self.max_chars = policy.max_chars
+        self.max_items = policy.max_items
+        self.secret_keys = policy.secret_keys
+        self.pseudonymize_user_ids = policy.pseudonymize_user_ids
+        self.key = key
+        self.redactor = Redactor(
+            style=policy.replacement, key=key, patterns=policy.patterns,
+            callables=policy.redactors,
+        )  # fmt: skip
+
+    def keyed_hash(self, text: str) -> str:
+        return hmac.new(self.key, text.encode(), hashlib.sha256).hexdigest()[:16]
+
+    def render(self, kind: str, value: Any) -> str | None:
+        mode = self.modes[kind]
         if mode is CaptureMode.NONE:
             return None
         if mode is CaptureMode.METADATA:
             return self.describe(value)
-        prepared = self.prepare(value, redact=mode is CaptureMode.REDACTED)
-        if isinstance(prepared, str):
+        prepared = self.prepare(value, mode is CaptureMode.REDACTED)
+        if type(prepared) is str:
             return prepared
         return json.dumps(prepared)
 
-    def render_text(self, kind: ContentKind, text: str) -> str | None:
-        """Like :meth:`render` for text that is already serialized (e.g. another SDK's JSON)."""
-        mode: CaptureMode = getattr(self, kind)
+    def render_text(self, kind: str, text: str) -> str | None:
+        mode = self.modes[kind]
         if mode is CaptureMode.NONE:
             return None
         if mode is CaptureMode.METADATA:
@@ -183,15 +223,10 @@ class Policy(BaseModel):
             except ValueError:
                 pass
             else:
-                return json.dumps(self.prepare(parsed, redact=True))
+                return json.dumps(self.prepare(parsed, True))
         return self._string(text, mode is CaptureMode.REDACTED)
 
-    def redact_text(self, text: str) -> str:
-        """Secrets and PII replaced; no truncation (for names, messages, user ids)."""
-        return self._redactor.redact(text)
-
     def describe(self, value: Any) -> str:
-        """The ``metadata`` mode record: type, size, item count, keyed hash. No content."""
         serialized = value if isinstance(value, str) else json.dumps(_plain(value, 0), default=str)
         summary: dict[str, Any] = {"type": type(value).__name__, "chars": len(serialized)}
         if isinstance(value, Mapping | list | tuple):
@@ -199,45 +234,50 @@ class Policy(BaseModel):
         summary["hash"] = self.keyed_hash(serialized)
         return json.dumps(summary)
 
-    def prepare(self, value: Any, *, redact: bool = True, depth: int = 0) -> Any:
-        """A JSON-ready copy of ``value``: secret keys replaced, strings redacted and truncated."""
-        if value is None or isinstance(value, bool | float):
-            return value
-        if isinstance(value, str):
+    def prepare(self, value: Any, redact: bool, depth: int = 0) -> Any:
+        kind = type(value)
+        if kind is str:
             return self._string(value, redact)
-        if isinstance(value, int):
+        if value is None or kind is bool or kind is float:
+            return value
+        if kind is int:
             return self._integer(value) if redact else value
         if depth >= _MAX_DEPTH:
             return "[truncated: nested too deep]"
-        if isinstance(value, Mapping):
+        if kind is dict or isinstance(value, Mapping):
             return self._mapping(value, redact, depth)
-        if isinstance(value, list | tuple | set | frozenset):
-            items = list(value)
-            out = [self.prepare(item, redact=redact, depth=depth + 1)
-                   for item in items[: self.max_items]]  # fmt: skip
-            if len(items) > self.max_items:
-                out.append(f"[truncated {len(items) - self.max_items} items]")
+        if kind is list or kind is tuple or isinstance(value, list | tuple | set | frozenset):
+            items = value if kind is list or kind is tuple else list(value)
+            limit = self.max_items
+            out = [self.prepare(item, redact, depth + 1) for item in items[:limit]]
+            if len(items) > limit:
+                out.append(f"[truncated {len(items) - limit} items]")
             return out
-        return self.prepare(_plain(value, depth), redact=redact, depth=depth + 1)
+        if isinstance(value, str):
+            return self._string(str(value), redact)
+        if isinstance(value, bool | int | float):
+            return value
+        return self.prepare(_plain(value, depth), redact, depth + 1)
 
     def _mapping(self, value: Mapping[Any, Any], redact: bool, depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         extra = self.secret_keys
+        limit = self.max_items
         for index, (key, item) in enumerate(value.items()):
-            if index == self.max_items:
-                out["[truncated]"] = f"{len(value) - self.max_items} more items"
+            if index == limit:
+                out["[truncated]"] = f"{len(value) - limit} more items"
                 break
-            name = str(key)
-            if is_secret_key(name, extra) and item is not None:
+            name = key if type(key) is str else str(key)
+            if item is not None and is_secret_key(name, extra):
                 out[name] = SECRET_PLACEHOLDER
             else:
-                out[name] = self.prepare(item, redact=redact, depth=depth + 1)
+                out[name] = self.prepare(item, redact, depth + 1)
         return out
 
     def _string(self, text: str, redact: bool) -> str:
         # Scrub before truncating, so a cut never leaves half a secret behind.
         if redact:
-            text = self._redactor.redact(text)
+            text = self.redactor.redact(text)
         if len(text) > self.max_chars:
             return f"{text[: self.max_chars]}...[truncated {len(text) - self.max_chars} chars]"
         return text
@@ -246,7 +286,7 @@ class Policy(BaseModel):
         if -1_000_000 < value < 1_000_000:
             return value
         text = str(value)
-        redacted = self._redactor.redact(text)
+        redacted = self.redactor.redact(text)
         return value if redacted == text else redacted
 
 

@@ -116,6 +116,19 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _iban_end(text: str, start: int) -> int | None:
+    """Where a valid IBAN starting at ``start`` ends; the pattern may take a following token."""
+    match = _IBAN.match(text, start)
+    if match is None:
+        return None
+    candidate = match.group()
+    while len(candidate.replace(" ", "")) >= 15:
+        if _iban_ok(candidate):
+            return start + len(candidate)
+        candidate = candidate[:-1].rstrip()
+    return None
+
+
 def _iban_ok(candidate: str) -> bool:
     compact = candidate.replace(" ", "")
     rearranged = compact[4:] + compact[:4]
@@ -212,8 +225,12 @@ class Redactor:
             found.sort(key=lambda f: (f.start, -f.end))
             merged = [found[0]]
             for finding in found[1:]:
-                if finding.start >= merged[-1].end:
+                last = merged[-1]
+                if finding.start >= last.end:
                     merged.append(finding)
+                elif finding.end > last.end:
+                    # Overlapping detections: redact their union, never leave a tail behind.
+                    merged[-1] = Finding(last.start, finding.end, last.label)
             return merged
         return found
 
@@ -282,10 +299,13 @@ class Redactor:
                 and text[start - 2 : start].isupper()
                 and text[start - 2 : start].isascii()
             ):
-                iban = _IBAN.match(text, start - 2)
-                if iban is not None and _iban_ok(iban.group()):
-                    found.append(Finding(iban.start(), iban.end(), "IBAN"))
-                    continue
+                iban_end = _iban_end(text, start - 2)
+                if iban_end is not None:
+                    found.append(Finding(start - 2, iban_end, "IBAN"))
+                    # The same run may go on past the IBAN with another number.
+                    start = iban_end
+                    while start < end and not text[start].isdigit():
+                        start += 1
             if end - start < 6:
                 continue
             if start > 0 and text[start - 1] in "+(":
@@ -302,9 +322,19 @@ class Redactor:
         i = 0
         while i < len(tokens):
             for j in range(len(tokens), i, -1):
-                label = _classify_digits(text[tokens[i][0] : tokens[j - 1][1]])
+                # Sentence punctuation around a number is not part of it: "4111...1111."
+                first, last = tokens[i][0], tokens[j - 1][1]
+                while first < last and text[first] in ".-)(":
+                    if text[first] == "(" and ")" in text[first:last]:
+                        break
+                    first += 1
+                while last > first and text[last - 1] in ".-()":
+                    if text[last - 1] == ")" and "(" in text[first:last]:
+                        break
+                    last -= 1
+                label = _classify_digits(text[first:last])
                 if label is not None:
-                    found.append(Finding(tokens[i][0], tokens[j - 1][1], label))
+                    found.append(Finding(first, last, label))
                     i = j
                     break
             else:

@@ -67,7 +67,7 @@ def trace_attributes(
         existing = tuple(merged.get(semconv.LF_TRACE_TAGS, ()))
         merged[semconv.LF_TRACE_TAGS] = existing + tuple(t for t in tags if t not in existing)
     if metadata:
-        if policy is not None and policy.mode("metadata").value == "none":
+        if policy is not None and policy.metadata.value == "none":
             metadata = {}
         prepared = policy.prepare(dict(metadata)) if policy is not None else dict(metadata)
         for key, value in prepared.items():

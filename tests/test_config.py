@@ -47,7 +47,7 @@ def test_local_store_only_when_nothing_else_is_configured(
 @pytest.mark.parametrize(
     ("env", "variable", "fix_words"),
     [
-        ({"LANGFUSE_PUBLIC_KEY": "pk-lf-1"}, "LANGFUSE_SECRET_KEY", "both"),
+        ({"LANGFUSE_PUBLIC_KEY": "pk-lf-test"}, "LANGFUSE_SECRET_KEY", "both"),
         ({"LANGFUSE_SECRET_KEY": "sk-lf-1"}, "LANGFUSE_PUBLIC_KEY", "both"),
         ({"LANGFUSE_BASE_URL": "cloud.langfuse.com"}, "LANGFUSE_BASE_URL", "full URL"),
         ({"LANGFUSE_SAMPLE_RATE": "1.5"}, "LANGFUSE_SAMPLE_RATE", "fraction"),
@@ -80,10 +80,10 @@ def test_secret_key_never_shows_in_errors_or_repr(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert "very-secret" not in str(caught.value)
-    settings = load_settings(langfuse_public_key="pk-lf-1")
+    settings = load_settings(langfuse_public_key="pk-lf-test")
     assert "very-secret" not in repr(settings)
 
 
 def test_unknown_option_in_code_is_rejected() -> None:
     with pytest.raises(ConfigError, match="langfuse_public_key"):
-        load_settings(public_key="pk-lf-1")
+        load_settings(public_key="pk-lf-test")

@@ -78,7 +78,9 @@ def test_langfuse_export_carries_path_auth_ingestion_version_gzip_and_attributes
 
 def test_spans_of_unrelated_instrumentation_do_not_go_to_langfuse(receiver: OTLPReceiver) -> None:
     appsdk.configure(
-        langfuse_public_key="pk-lf-1", langfuse_secret_key="sk-lf-1", langfuse_base_url=receiver.url
+        langfuse_public_key="pk-lf-test",
+        langfuse_secret_key="sk-lf-1",
+        langfuse_base_url=receiver.url,
     )
     with trace.get_tracer("some.db.driver").start_as_current_span("SELECT"):
         pass
@@ -111,7 +113,7 @@ def test_collector_headers_never_reach_langfuse(
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-collector-key=c1")
         appsdk.configure(
-            langfuse_public_key="pk-lf-1",
+            langfuse_public_key="pk-lf-test",
             langfuse_secret_key="sk-lf-1",
             langfuse_base_url=receiver.url,
         )
@@ -181,7 +183,7 @@ def test_a_backend_that_never_answers_costs_the_app_nothing(
 ) -> None:
     with otlp_receiver(hang=True) as blackhole:
         appsdk.configure(
-            langfuse_public_key="pk-lf-1",
+            langfuse_public_key="pk-lf-test",
             langfuse_secret_key="sk-lf-topsecret",
             langfuse_base_url=blackhole.url,
             max_queue_size=200,
@@ -219,7 +221,7 @@ def test_a_rejecting_backend_gives_one_clear_warning_without_secrets(
 ) -> None:
     with otlp_receiver(status=401) as rejecting:
         appsdk.configure(
-            langfuse_public_key="pk-lf-1",
+            langfuse_public_key="pk-lf-test",
             langfuse_secret_key="sk-lf-topsecret",
             langfuse_base_url=rejecting.url,
         )

@@ -1,0 +1,1 @@
+"""appsdk benchmarks: ``make bench`` (``python -m benchmarks``) prints medians and ratios."""

@@ -1,0 +1,20 @@
+"""Run every benchmark in one process and print the tables (``--quick`` for a smoke run)."""
+
+from __future__ import annotations
+
+import sys
+
+from benchmarks import decorator, redaction
+from benchmarks.common import machine
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    print(f"machine: {machine()}\n")
+    for title, module in (("Decorator overhead", decorator), ("Redaction", redaction)):
+        text, _ = module.run(quick=quick)
+        print(f"## {title}\n\n{text}\n")
+
+
+if __name__ == "__main__":
+    main()
