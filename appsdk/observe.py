@@ -183,12 +183,10 @@ def _begin(options: _Options, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         return None
     try:
         policy = options.policy or pipeline.engine
+        input: Any = UNSET
         if options.capture_input:
-            logged_args = args[1:] if options.is_method else args
-            input: Any = {"args": logged_args, "kwargs": kwargs}
-        else:
-            input = UNSET
-        context = _parent_context(trace_id, parent_id)
+            input = {"args": args[1:] if options.is_method else args, "kwargs": kwargs}
+        context = _parent_context(trace_id, parent_id) if trace_id else None
         as_root = context is not None and not parent_id
         observation = _start(
             pipeline, options.name, options.type, policy, input=input, context=context,

@@ -98,6 +98,7 @@ _CARD_CHARS = frozenset("0123456789 -")
 # scans; for long texts the per-trigger scans are faster than any alternation.
 _SHORT_TEXT = 512
 _LITERAL_TRIGGER = re.compile("|".join([re.escape(t) for t in _GATES] + ["@", "://"]))
+_ANY_TRIGGER = re.compile(_LITERAL_TRIGGER.pattern + "|[0-9:]")
 
 BUILTIN_LABELS = frozenset(
     {label for _, _, label in _PREFIXED}
@@ -348,7 +349,8 @@ class Redactor:
 
     def redact(self, text: str) -> str:
         """``text`` with every secret replaced, then the application's callables applied."""
-        if len(text) >= 6:
+        size = len(text)
+        if size >= 6 and (size > _SHORT_TEXT or _ANY_TRIGGER.search(text) is not None):
             findings = self.find(text)
             if findings:
                 parts: list[str] = []
