@@ -15,6 +15,13 @@ Then ``appsdk traces show last`` prints the trace as a tree.
 from appsdk._version import __version__
 from appsdk.config import Settings
 from appsdk.errors import AppSDKError, ConfigError, StoreError
+from appsdk.llmd import (
+    AsyncLLMDClient,
+    LLMDClient,
+    LLMDError,
+    LLMDOptions,
+    RetryPolicy,
+)
 from appsdk.observation import Observation
 from appsdk.observe import (
     get_current_observation_id,
@@ -25,16 +32,25 @@ from appsdk.observe import (
 )
 from appsdk.pipeline import Pipeline, configure, flush, shutdown, stats
 from appsdk.policy import CaptureMode, Policy
+from appsdk.pricing import ModelPrice, PriceTable
+from appsdk.prompts import use_prompt
 from appsdk.trace_context import ContextThreadPoolExecutor, trace_attributes, wrap_context
 
 __all__ = [
     "AppSDKError",
+    "AsyncLLMDClient",
     "CaptureMode",
     "ConfigError",
     "ContextThreadPoolExecutor",
+    "LLMDClient",
+    "LLMDError",
+    "LLMDOptions",
+    "ModelPrice",
     "Observation",
     "Pipeline",
     "Policy",
+    "PriceTable",
+    "RetryPolicy",
     "Settings",
     "StoreError",
     "__version__",
@@ -48,5 +64,6 @@ __all__ = [
     "stats",
     "trace_attributes",
     "update_current_observation",
+    "use_prompt",
     "wrap_context",
 ]

@@ -67,8 +67,11 @@ def _guard_attributes(
         kind = kind_of_key(key, generation)
         new: Any
         if kind is not None:
-            text = value if isinstance(value, str) else json.dumps(list(value) if isinstance(
-                value, tuple) else value)  # fmt: skip
+            text = (
+                value
+                if isinstance(value, str)
+                else json.dumps(list(value) if isinstance(value, tuple) else value)
+            )
             new = policy.render_text(kind, text)
             if new is None:
                 changed = True

@@ -23,6 +23,7 @@ from appsdk import pipeline as _pipeline
 from appsdk import semconv
 from appsdk.observation import UNSET, Observation
 from appsdk.policy import ContentKind, Policy, PolicyEngine
+from appsdk.prompts import active_prompt
 
 __all__ = [
     "get_current_observation_id",
@@ -49,9 +50,11 @@ def _parent_context(trace_id: str | None, parent_id: str | None) -> context_api.
         _log.warning("appsdk: langfuse_trace_id must be 32 hex characters; it was ignored")
         return None
     parent = trace_api.SpanContext(
-        trace_id=trace_int, span_id=parent_int, is_remote=False,
+        trace_id=trace_int,
+        span_id=parent_int,
+        is_remote=False,
         trace_flags=trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED),
-    )  # fmt: skip
+    )
     return trace_api.set_span_in_context(trace_api.NonRecordingSpan(parent))
 
 
@@ -74,7 +77,12 @@ def _start(
     if as_root:
         attributes["langfuse.internal.as_root"] = True
     span = pipeline.tracer.start_span(name, context=context, attributes=attributes)
-    return Observation(span, as_type, policy)
+    observation = Observation(span, as_type, policy)
+    if as_type in semconv.GENERATION_LIKE_TYPES:
+        prompt = active_prompt()
+        if prompt is not None:
+            observation.link_prompt(prompt)
+    return observation
 
 
 def _valid_type(as_type: str | None) -> str:
@@ -138,9 +146,14 @@ def observe(
 
     def decorate(function: F) -> F:
         settings = _Options(
-            name or function.__name__, observation_type, capture_input is not False,
-            capture_output is not False, transform_to_string, policy, _is_method(function),
-        )  # fmt: skip
+            name or function.__name__,
+            observation_type,
+            capture_input is not False,
+            capture_output is not False,
+            transform_to_string,
+            policy,
+            _is_method(function),
+        )
         if inspect.iscoroutinefunction(function):
             return _async_wrapper(function, settings)  # type: ignore[return-value]
         if inspect.isasyncgenfunction(function):
@@ -151,8 +164,15 @@ def observe(
 
 
 class _Options:
-    __slots__ = ("capture_input", "capture_output", "is_method", "name", "policy",
-                 "transform", "type")  # fmt: skip
+    __slots__ = (
+        "capture_input",
+        "capture_output",
+        "is_method",
+        "name",
+        "policy",
+        "transform",
+        "type",
+    )
 
     def __init__(
         self,
@@ -189,9 +209,14 @@ def _begin(options: _Options, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         context = _parent_context(trace_id, parent_id) if trace_id else None
         as_root = context is not None and not parent_id
         observation = _start(
-            pipeline, options.name, options.type, policy, input=input, context=context,
+            pipeline,
+            options.name,
+            options.type,
+            policy,
+            input=input,
+            context=context,
             as_root=as_root,
-        )  # fmt: skip
+        )
         observation.__enter__()
         return observation
     except Exception:  # the tracing path never raises into user code

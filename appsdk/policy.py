@@ -42,8 +42,13 @@ class CaptureMode(enum.StrEnum):
 
 ContentKind = Literal["inputs", "outputs", "messages", "completions", "metadata", "feedback"]
 CONTENT_KINDS: tuple[ContentKind, ...] = (
-    "inputs", "outputs", "messages", "completions", "metadata", "feedback",
-)  # fmt: skip
+    "inputs",
+    "outputs",
+    "messages",
+    "completions",
+    "metadata",
+    "feedback",
+)
 
 SECRET_PLACEHOLDER = "[REDACTED:SECRET]"
 _MAX_DEPTH = 12
@@ -181,8 +186,16 @@ class Policy(BaseModel):
 class PolicyEngine:
     """A :class:`Policy` compiled for the hot path: plain attributes, no validation."""
 
-    __slots__ = ("key", "max_chars", "max_items", "metadata_mode", "modes",
-                 "pseudonymize_user_ids", "redactor", "secret_keys")  # fmt: skip
+    __slots__ = (
+        "key",
+        "max_chars",
+        "max_items",
+        "metadata_mode",
+        "modes",
+        "pseudonymize_user_ids",
+        "redactor",
+        "secret_keys",
+    )
 
     def __init__(self, policy: Policy, key: bytes) -> None:
         self.modes: dict[str, CaptureMode] = {kind: getattr(policy, kind) for kind in CONTENT_KINDS}
@@ -193,9 +206,11 @@ class PolicyEngine:
         self.pseudonymize_user_ids = policy.pseudonymize_user_ids
         self.key = key
         self.redactor = Redactor(
-            style=policy.replacement, key=key, patterns=policy.patterns,
+            style=policy.replacement,
+            key=key,
+            patterns=policy.patterns,
             callables=policy.redactors,
-        )  # fmt: skip
+        )
 
     def keyed_hash(self, text: str) -> str:
         return hmac.new(self.key, text.encode(), hashlib.sha256).hexdigest()[:16]
@@ -321,18 +336,27 @@ def _parse_capture(raw: str | None) -> dict[str, CaptureMode]:
     if "=" not in raw:
         mode = modes.get(raw.strip().lower())
         if mode is None:
-            raise ConfigError("APPSDK_CAPTURE", f"unknown capture mode {raw.strip()!r}",
-                              "use none, metadata, redacted or full")  # fmt: skip
+            raise ConfigError(
+                "APPSDK_CAPTURE",
+                f"unknown capture mode {raw.strip()!r}",
+                "use none, metadata, redacted or full",
+            )
         return dict.fromkeys(CONTENT_KINDS, mode)
     parsed: dict[str, CaptureMode] = {}
     for item in raw.split(","):
         kind, _, value = item.partition("=")
         kind, value = kind.strip(), value.strip().lower()
         if kind not in CONTENT_KINDS:
-            raise ConfigError("APPSDK_CAPTURE", f"unknown content kind {kind!r}",
-                              f"use kinds from: {', '.join(CONTENT_KINDS)}")  # fmt: skip
+            raise ConfigError(
+                "APPSDK_CAPTURE",
+                f"unknown content kind {kind!r}",
+                f"use kinds from: {', '.join(CONTENT_KINDS)}",
+            )
         if value not in modes:
-            raise ConfigError("APPSDK_CAPTURE", f"unknown capture mode {value!r} for {kind}",
-                              "use none, metadata, redacted or full")  # fmt: skip
+            raise ConfigError(
+                "APPSDK_CAPTURE",
+                f"unknown capture mode {value!r} for {kind}",
+                "use none, metadata, redacted or full",
+            )
         parsed[kind] = modes[value]
     return parsed

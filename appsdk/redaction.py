@@ -154,10 +154,26 @@ def _classify_digits(segment: str) -> str | None:
 
 
 _SECRET_KEY_PARTS = (
-    "password", "passwd", "passphrase", "secret", "api_key", "apikey", "authorization",
-    "cookie", "credential", "private_key", "access_key", "access_token", "refresh_token",
-    "id_token", "auth_token", "session_token", "bearer", "signature", "x_api_key",
-)  # fmt: skip
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "api_key",
+    "apikey",
+    "authorization",
+    "cookie",
+    "credential",
+    "private_key",
+    "access_key",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "auth_token",
+    "session_token",
+    "bearer",
+    "signature",
+    "x_api_key",
+)
 _SECRET_KEY_EXACT = frozenset({"token", "auth", "pwd", "pass", "key", "session_key", "jwt"})
 _secret_key_cache: dict[str, bool] = {}
 

@@ -84,21 +84,23 @@ class SpanCapture:
             attrs = dict(span.attributes or {})
             ctx = span.get_span_context()
             assert ctx is not None
-            result.append(CapturedObservation(
-                name=span.name,
-                type=str(attrs.get(semconv.LF_TYPE, "span")),
-                id=f"{ctx.span_id:016x}",
-                trace_id=f"{ctx.trace_id:032x}",
-                parent_id=f"{span.parent.span_id:016x}" if span.parent else None,
-                input=_decoded(attrs.get(semconv.LF_INPUT)),
-                output=_decoded(attrs.get(semconv.LF_OUTPUT)),
-                level=str(attrs.get(semconv.LF_LEVEL, "DEFAULT")),
-                status_message=attrs.get(semconv.LF_STATUS_MESSAGE),  # type: ignore[arg-type]
-                model=attrs.get(semconv.LF_MODEL) or attrs.get(semconv.GEN_AI_RESPONSE_MODEL),  # type: ignore[arg-type]
-                usage=_decoded(attrs.get(semconv.LF_USAGE)),
-                cost=_decoded(attrs.get(semconv.LF_COST)),
-                attributes=attrs,
-            ))  # fmt: skip
+            result.append(
+                CapturedObservation(
+                    name=span.name,
+                    type=str(attrs.get(semconv.LF_TYPE, "span")),
+                    id=f"{ctx.span_id:016x}",
+                    trace_id=f"{ctx.trace_id:032x}",
+                    parent_id=f"{span.parent.span_id:016x}" if span.parent else None,
+                    input=_decoded(attrs.get(semconv.LF_INPUT)),
+                    output=_decoded(attrs.get(semconv.LF_OUTPUT)),
+                    level=str(attrs.get(semconv.LF_LEVEL, "DEFAULT")),
+                    status_message=attrs.get(semconv.LF_STATUS_MESSAGE),  # type: ignore[arg-type]
+                    model=attrs.get(semconv.LF_MODEL) or attrs.get(semconv.GEN_AI_RESPONSE_MODEL),  # type: ignore[arg-type]
+                    usage=_decoded(attrs.get(semconv.LF_USAGE)),
+                    cost=_decoded(attrs.get(semconv.LF_COST)),
+                    attributes=attrs,
+                )
+            )
         return result
 
     def by_name(self, name: str) -> CapturedObservation:

@@ -42,9 +42,12 @@ def _langfuse_variant() -> Any:
 
     # Its own provider and a no-op exporter: the cost is the SDK's, not the network's.
     Langfuse(
-        public_key="pk-lf-bench", secret_key="sk-lf-bench", base_url="http://127.0.0.1:9",
-        tracer_provider=TracerProvider(), span_exporter=NoOpExporter(),
-    )  # fmt: skip
+        public_key="pk-lf-bench",
+        secret_key="sk-lf-bench",
+        base_url="http://127.0.0.1:9",
+        tracer_provider=TracerProvider(),
+        span_exporter=NoOpExporter(),
+    )
     return observe()(answer)
 
 

@@ -11,9 +11,12 @@ _SENTENCE = (
 )
 CLEAN = (_SENTENCE * 80)[:10_240]
 DIRTY = (
-    CLEAN[:3000] + " write to ana.silva@example.com " + CLEAN[3000:6000]
-    + " call +1 (555) 123-4567, key sk-proj-Ab3dEf6hIj9kLm2nOp5q " + CLEAN[6000:9900]
-)  # fmt: skip
+    CLEAN[:3000]
+    + " write to ana.silva@example.com "
+    + CLEAN[3000:6000]
+    + " call +1 (555) 123-4567, key sk-proj-Ab3dEf6hIj9kLm2nOp5q "
+    + CLEAN[6000:9900]
+)
 
 
 def run(quick: bool = False) -> tuple[str, dict[str, float]]:
@@ -21,8 +24,9 @@ def run(quick: bool = False) -> tuple[str, dict[str, float]]:
     assert "ana.silva" not in redactor.redact(DIRTY)
     medians = interleaved(
         {"clean": lambda: redactor.redact(CLEAN), "few secrets": lambda: redactor.redact(DIRTY)},
-        calls=50 if quick else 200, rounds=5 if quick else 15,
-    )  # fmt: skip
+        calls=50 if quick else 200,
+        rounds=5 if quick else 15,
+    )
     throughput = {
         "clean prose (target >= 50 MB/s)": len(CLEAN) / medians["clean"],
         "prose with a few secrets (target >= 20 MB/s)": len(DIRTY) / medians["few secrets"],

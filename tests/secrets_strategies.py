@@ -65,10 +65,18 @@ def emails(draw: st.DrawFn) -> str:
 @st.composite
 def phones(draw: st.DrawFn) -> str:
     area, mid, last = (draw(_text(string.digits, n, n)) for n in (3, 3, 4))
-    return draw(st.sampled_from([
-        f"+1 ({area}) {mid}-{last}", f"{area}-{mid}-{last}", f"{area}.{mid}.{last}",
-        f"+44 {area} {mid} {last}", f"({area}) {mid}-{last}", f"+49{area}{mid}{last}",
-    ]))  # fmt: skip
+    return draw(
+        st.sampled_from(
+            [
+                f"+1 ({area}) {mid}-{last}",
+                f"{area}-{mid}-{last}",
+                f"{area}.{mid}.{last}",
+                f"+44 {area} {mid} {last}",
+                f"({area}) {mid}-{last}",
+                f"+49{area}{mid}{last}",
+            ]
+        )
+    )
 
 
 @st.composite

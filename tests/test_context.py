@@ -131,10 +131,12 @@ def test_generation_updates_are_written_with_langfuse_types(captured: SpanCaptur
     first_token = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
     with appsdk.start_observation("llm", as_type="generation", model="llama-3") as gen:
         gen.update(
-            usage={"input": 10, "output": 5, "bogus": -1}, cost={"total": 0.25},
-            model_parameters={"temperature": 0.2}, completion_start_time=first_token,
+            usage={"input": 10, "output": 5, "bogus": -1},
+            cost={"total": 0.25},
+            model_parameters={"temperature": 0.2},
+            completion_start_time=first_token,
             level="LOUD",
-        )  # fmt: skip
+        )
         assert appsdk.get_current_observation_id() == gen.id
     attrs = captured.by_name("llm").attributes
     assert json.loads(attrs["langfuse.observation.usage_details"]) == {"input": 10, "output": 5}

@@ -24,9 +24,11 @@ CONTRACT_KEYS = (
 
 def _configure(receiver: OTLPReceiver, **options: Any) -> None:
     appsdk.configure(
-        langfuse_public_key="pk-lf-test", langfuse_secret_key="sk-lf-eq",
-        langfuse_base_url=receiver.url, **options,
-    )  # fmt: skip
+        langfuse_public_key="pk-lf-test",
+        langfuse_secret_key="sk-lf-eq",
+        langfuse_base_url=receiver.url,
+        **options,
+    )
 
 
 def _build(observe: Callable[..., Any]) -> dict[str, Callable[..., Any]]:
@@ -76,10 +78,16 @@ def _build(observe: Callable[..., Any]) -> dict[str, Callable[..., Any]]:
             return [f"{query}-{i}" for i in range(k)]
 
     return {
-        "root": root, "generate": generate, "fails": fails, "empty_error": empty_error,
-        "stream": stream, "tool": tool, "astream": astream, "private": private,
+        "root": root,
+        "generate": generate,
+        "fails": fails,
+        "empty_error": empty_error,
+        "stream": stream,
+        "tool": tool,
+        "astream": astream,
+        "private": private,
         "retriever": Retriever().search,
-    }  # fmt: skip
+    }
 
 
 async def _exercise(functions: dict[str, Callable[..., Any]]) -> None:
@@ -101,11 +109,13 @@ def _observations(spans: list[ReceivedSpan]) -> list[dict[str, Any]]:
     rows = []
     for span in sorted(spans, key=lambda s: s.name):
         parent = by_id.get(span.parent_span_id or "")
-        rows.append({
-            "name": span.name,
-            "parent": parent.name if parent else None,
-            **{key: span.attributes.get(key) for key in CONTRACT_KEYS},
-        })  # fmt: skip
+        rows.append(
+            {
+                "name": span.name,
+                "parent": parent.name if parent else None,
+                **{key: span.attributes.get(key) for key in CONTRACT_KEYS},
+            }
+        )
     return rows
 
 
@@ -128,16 +138,18 @@ async def test_appsdk_observe_records_what_langfuse_observe_records(
     # spot-check the contract itself, not just agreement
     assert by_name["leaf"]["parent"] == "pipeline"
     assert json.loads(by_name["leaf"]["langfuse.observation.input"]) == {
-        "args": ["why?"], "kwargs": {"repeat": 2}
-    }  # fmt: skip
+        "args": ["why?"],
+        "kwargs": {"repeat": 2},
+    }
     assert by_name["fails"]["langfuse.observation.level"] == "ERROR"
     assert by_name["fails"]["langfuse.observation.status_message"] == "bad code 7"
     assert by_name["empty_error"]["langfuse.observation.status_message"] == "KeyError"
     assert by_name["stream"]["langfuse.observation.output"] == "t0t1t2"
     assert by_name["search"]["langfuse.observation.type"] == "retriever"
     assert json.loads(by_name["search"]["langfuse.observation.input"]) == {
-        "args": ["q"], "kwargs": {"k": 2}
-    }  # fmt: skip
+        "args": ["q"],
+        "kwargs": {"k": 2},
+    }
     assert by_name["private"]["langfuse.observation.input"] is None
 
 

@@ -24,9 +24,12 @@ def module_receiver() -> Iterator[OTLPReceiver]:
 
 def _configure(receiver: OTLPReceiver, policy: Policy | None = None) -> None:
     appsdk.configure(
-        policy=policy, langfuse_public_key="pk-lf-test", langfuse_secret_key="sk-lf-p",
-        langfuse_base_url=receiver.url, otlp_endpoints=(receiver.traces_url,),
-    )  # fmt: skip
+        policy=policy,
+        langfuse_public_key="pk-lf-test",
+        langfuse_secret_key="sk-lf-p",
+        langfuse_base_url=receiver.url,
+        otlp_endpoints=(receiver.traces_url,),
+    )
 
 
 def _everything_user_code_can_record(
@@ -41,11 +44,16 @@ def _everything_user_code_can_record(
         with appsdk.start_observation("llm", as_type="generation", input=[text]) as gen:
             gen.update(output=text, model_parameters={"api_key": secret_value})
         tracer = trace.get_tracer("third.party.instrumentation")
-        with tracer.start_as_current_span("raw", attributes={
-            "input.value": text, "gen_ai.prompt.0.content": text,
-            "gen_ai.input.messages": json.dumps([{"role": "user", "content": text}]),
-            "langfuse.observation.metadata.x": json.dumps(text), **other,
-        }) as raw:  # fmt: skip
+        with tracer.start_as_current_span(
+            "raw",
+            attributes={
+                "input.value": text,
+                "gen_ai.prompt.0.content": text,
+                "gen_ai.input.messages": json.dumps([{"role": "user", "content": text}]),
+                "langfuse.observation.metadata.x": json.dumps(text),
+                **other,
+            },
+        ) as raw:
             if in_other_attributes:
                 raw.add_event("log", {"message": text})
         return {"answer": text, "echo": options}
@@ -158,5 +166,7 @@ def test_secret_keys_are_replaced_whatever_they_hold() -> None:
         "inputs", {"password": "plain words", "input_tokens": 12, "token": None}
     )
     assert json.loads(rendered or "") == {
-        "password": "[REDACTED:SECRET]", "input_tokens": 12, "token": None
-    }  # fmt: skip
+        "password": "[REDACTED:SECRET]",
+        "input_tokens": 12,
+        "token": None,
+    }

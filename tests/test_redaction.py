@@ -68,11 +68,20 @@ def test_custom_patterns_and_callables_run_after_the_builtins() -> None:
 @pytest.mark.parametrize(
     ("key", "secret"),
     [
-        ("password", True), ("API_KEY", True), ("Authorization", True), ("x-api-key", True),
-        ("session_token", True), ("cookie", True), ("client_secret", True), ("token", True),
-        ("input_tokens", False), ("max_tokens", False), ("author", False), ("keyword", False),
+        ("password", True),
+        ("API_KEY", True),
+        ("Authorization", True),
+        ("x-api-key", True),
+        ("session_token", True),
+        ("cookie", True),
+        ("client_secret", True),
+        ("token", True),
+        ("input_tokens", False),
+        ("max_tokens", False),
+        ("author", False),
+        ("keyword", False),
     ],
-)  # fmt: skip
+)
 def test_secret_looking_keys(key: str, secret: bool) -> None:
     assert is_secret_key(key) is secret
 

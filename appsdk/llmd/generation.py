@@ -1,0 +1,270 @@
+"""One generation observation per gateway call: GenAI conventions plus Langfuse's keys.
+
+Shared by the sync and async clients and their streams; it does no I/O.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from opentelemetry import context as context_api
+from opentelemetry import trace as trace_api
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from appsdk import pipeline as _pipeline
+from appsdk import semconv
+from appsdk.llmd import metrics
+from appsdk.llmd.models import Usage
+from appsdk.observation import Observation
+from appsdk.policy import Policy
+from appsdk.pricing import PriceTable
+from appsdk.prompts import active_prompt
+
+__all__ = ["Generation"]
+
+REQUEST_PARAMETERS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "frequency_penalty",
+    "presence_penalty",
+    "seed",
+)
+PROVIDER = "llm-d"
+
+
+class Generation:
+    """Records one call: start, first chunk, response, failure, end. Never raises."""
+
+    def __init__(
+        self,
+        *,
+        operation: str,
+        model: str,
+        body: Mapping[str, Any],
+        request_id: str,
+        content: Any,
+        prices: PriceTable | None,
+        policy: Policy | None,
+        prompt: Any = None,
+    ) -> None:
+        self.operation = operation
+        self.model = model
+        self.prices = prices
+        self.request_id = request_id
+        self.started = time.monotonic()
+        self.first_chunk_at: float | None = None
+        self.response_model: str | None = None
+        self._token: object | None = None
+        pipeline = _pipeline.current()
+        if pipeline is None:
+            self.observation: Observation | None = None
+            return
+        engine = policy.engine if policy is not None else pipeline.engine
+        obs_type = "embedding" if operation == "embeddings" else "generation"
+        attributes: dict[str, Any] = {
+            semconv.LF_TYPE: obs_type,
+            semconv.GEN_AI_OPERATION: operation,
+            semconv.GEN_AI_PROVIDER: PROVIDER,
+            semconv.GEN_AI_REQUEST_MODEL: model,
+            semconv.LF_MODEL: model,
+            semconv.LLMD_REQUEST_ID: request_id,
+        }
+        parameters = {k: body[k] for k in REQUEST_PARAMETERS if body.get(k) is not None}
+        for key, value in parameters.items():
+            attributes[f"gen_ai.request.{key}"] = value
+        stop = body.get("stop")
+        if stop:
+            attributes["gen_ai.request.stop_sequences"] = (
+                [stop] if isinstance(stop, str) else list(stop)
+            )
+        if body.get("stream"):
+            attributes[semconv.GEN_AI_REQUEST_STREAM] = True
+        if parameters:
+            attributes[semconv.LF_MODEL_PARAMETERS] = json.dumps(parameters)
+        rendered = engine.render("messages", content)
+        if rendered is not None:
+            attributes[semconv.LF_INPUT] = rendered
+            if operation == "chat":
+                attributes[semconv.GEN_AI_INPUT_MESSAGES] = rendered
+        span = pipeline.tracer.start_span(
+            f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attributes
+        )
+        self.observation = Observation(span, obs_type, engine)
+        linked = prompt if prompt is not None else active_prompt()
+        if linked is not None:
+            self.observation.link_prompt(linked)
+
+    @property
+    def span(self) -> trace_api.Span:
+        return self.observation.span if self.observation is not None else trace_api.INVALID_SPAN
+
+    def activate(self) -> None:
+        """Make the generation current, so the HTTP client span becomes its child."""
+        if self.observation is not None and self._token is None:
+            self._token = context_api.attach(trace_api.set_span_in_context(self.observation.span))
+
+    def deactivate(self) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            context_api.detach(token)  # type: ignore[arg-type]
+
+    def retrying(self, attempt: int, delay: float, error: Exception) -> None:
+        if self.observation is not None:
+            self.observation.span.add_event(
+                "retry",
+                {
+                    "attempt": attempt,
+                    "delay_s": delay,
+                    semconv.ERROR_TYPE: type(error).__name__,
+                },
+            )
+
+    def first_chunk(self) -> None:
+        if self.first_chunk_at is not None:
+            return
+        self.first_chunk_at = time.monotonic()
+        if self.observation is not None:
+            now = datetime.datetime.now(datetime.UTC)
+            self.observation.update(completion_start_time=now)
+            self.observation.span.set_attribute(
+                semconv.GEN_AI_TIME_TO_FIRST_CHUNK, self.first_chunk_at - self.started
+            )
+
+    def succeed(
+        self,
+        *,
+        response_id: str | None,
+        response_model: str | None,
+        finish_reasons: list[str],
+        usage: Usage | None,
+        output: Any,
+    ) -> None:
+        """Record the answer and end the generation."""
+        self.response_model = response_model
+        observation = self.observation
+        if observation is not None:
+            span = observation.span
+            attributes: dict[str, Any] = {}
+            if response_id:
+                attributes[semconv.GEN_AI_RESPONSE_ID] = response_id
+            if response_model:
+                attributes[semconv.GEN_AI_RESPONSE_MODEL] = response_model
+                attributes[semconv.LF_MODEL] = response_model
+            if finish_reasons:
+                attributes[semconv.GEN_AI_FINISH_REASONS] = finish_reasons
+            span.set_attributes(attributes)
+            if output is not None:
+                kind = "completions"
+                rendered = observation._policy.render(kind, output)
+                if rendered is not None:
+                    span.set_attribute(semconv.LF_OUTPUT, rendered)
+                    if self.operation == "chat":
+                        span.set_attribute(semconv.GEN_AI_OUTPUT_MESSAGES, rendered)
+            if usage is not None:
+                self._record_usage(observation, usage)
+        self._end(error_type=None)
+
+    def _record_usage(self, observation: Observation, usage: Usage) -> None:
+        input_tokens = usage.prompt_tokens or 0
+        output_tokens = usage.completion_tokens or 0
+        cached = 0
+        if usage.prompt_tokens_details is not None:
+            cached = usage.prompt_tokens_details.cached_tokens or 0
+        details = {
+            "input": input_tokens,
+            "output": output_tokens,
+            "total": usage.total_tokens or input_tokens + output_tokens,
+        }
+        if cached:
+            details["input_cached_tokens"] = cached
+        observation.span.set_attributes(
+            {
+                semconv.GEN_AI_INPUT_TOKENS: input_tokens,
+                semconv.GEN_AI_OUTPUT_TOKENS: output_tokens,
+            }
+        )
+        observation.update(usage=details)
+        metrics.record_tokens(self._metric_attributes(None), input_tokens, output_tokens)
+        if self.prices is not None:
+            cost = self.prices.cost(
+                self.response_model or self.model,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cached_input_tokens=cached,
+            )
+            if cost is None and self.response_model and self.response_model != self.model:
+                cost = self.prices.cost(
+                    self.model,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    cached_input_tokens=cached,
+                )
+            if cost is not None:
+                self._record_cost(observation, cost)
+
+    @staticmethod
+    def _record_cost(observation: Observation, cost: dict[str, Decimal]) -> None:
+        observation.update(cost=cost)
+        observation.span.set_attribute(semconv.GEN_AI_USAGE_COST, float(cost["total"]))
+
+    def cancelled(self, *, received_chunks: int, output: Any, usage: Usage | None) -> None:
+        """The caller stopped reading: keep what arrived, mark it, end the generation."""
+        observation = self.observation
+        if observation is not None:
+            observation.update(
+                level="WARNING",
+                status_message=f"stream closed by the caller after {received_chunks} chunks",
+                metadata={"cancelled": True},
+            )
+        self.succeed(
+            response_id=None,
+            response_model=self.response_model,
+            finish_reasons=[],
+            usage=usage,
+            output=output,
+        )
+
+    def fail(self, error: BaseException, *, output: Any = None) -> None:
+        observation = self.observation
+        if observation is not None:
+            if output:
+                rendered = observation._policy.render("completions", output)
+                if rendered is not None:
+                    observation.span.set_attribute(semconv.LF_OUTPUT, rendered)
+            message = observation._policy.redactor.redact(str(error) or type(error).__name__)
+            observation.span.set_attributes(
+                {
+                    semconv.LF_LEVEL: "ERROR",
+                    semconv.LF_STATUS_MESSAGE: message,
+                    semconv.ERROR_TYPE: type(error).__name__,
+                }
+            )
+            observation.span.set_status(Status(StatusCode.ERROR, message))
+        self._end(error_type=type(error).__name__)
+
+    def _metric_attributes(self, error_type: str | None) -> dict[str, str]:
+        attributes = {
+            semconv.GEN_AI_OPERATION: self.operation,
+            semconv.GEN_AI_PROVIDER: PROVIDER,
+            semconv.GEN_AI_REQUEST_MODEL: self.model,
+        }
+        if self.response_model:
+            attributes[semconv.GEN_AI_RESPONSE_MODEL] = self.response_model
+        if error_type:
+            attributes[semconv.ERROR_TYPE] = error_type
+        return attributes
+
+    def _end(self, *, error_type: str | None) -> None:
+        self.deactivate()
+        attributes = self._metric_attributes(error_type)
+        metrics.record_duration(attributes, time.monotonic() - self.started)
+        if self.first_chunk_at is not None:
+            metrics.record_first_chunk(attributes, self.first_chunk_at - self.started)
+        if self.observation is not None:
+            self.observation.end()

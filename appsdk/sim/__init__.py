@@ -1,0 +1,101 @@
+"""An llm-d gateway + vLLM simulator for tests, demos and users' own tests.
+
+Example::
+
+    from appsdk import sim
+
+    with sim.running() as simulator:
+        client = appsdk.LLMDClient(base_url=simulator.base_url)
+        client.chat(model="sim-llama-3-8b", messages=[{"role": "user", "content": "hi"}])
+        assert simulator.received[-1].headers["traceparent"]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from appsdk.sim.app import MODELS, ReceivedRequest, SimConfig, create_app
+from appsdk.sim.tracing import SimTracing
+
+__all__ = ["MODELS", "ReceivedRequest", "SimConfig", "Simulator", "running", "serve"]
+
+
+@dataclass
+class Simulator:
+    """A running simulator: its URL and what it received."""
+
+    base_url: str
+    app: Any
+
+    @property
+    def received(self) -> list[ReceivedRequest]:
+        state = self.app.state.sim
+        with state.lock:
+            return list(state.received)
+
+
+def _server(app: Any, host: str, port: int) -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        ready = threading.Event()
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            self.ready.set()
+
+        def install_signal_handlers(self) -> None:  # the host process owns its signals
+            return None
+
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
+    )
+    server = Server(config)
+    server.ready = threading.Event()
+    return server
+
+
+@contextmanager
+def running(
+    *,
+    config: SimConfig | None = None,
+    exporter: SpanExporter | None = None,
+    port: int = 0,
+) -> Iterator[Simulator]:
+    """Serve the simulator on 127.0.0.1 in a background thread while the block runs.
+
+    Args:
+        config: default latencies and token counts.
+        exporter: where the simulated gateway and vLLM spans go (none if omitted).
+        port: 0 picks a free port.
+    """
+    tracing = SimTracing(exporter)
+    app = create_app(config, tracing)
+    server = _server(app, "127.0.0.1", port)
+    thread = threading.Thread(
+        target=lambda: asyncio.run(server.serve()), daemon=True, name="appsdk-sim"
+    )
+    thread.start()
+    if not server.ready.wait(30):
+        raise RuntimeError("the llm-d simulator did not start within 30 s")
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield Simulator(f"http://127.0.0.1:{bound}", app)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        tracing.shutdown()
+
+
+def serve(port: int, *, config: SimConfig | None = None) -> None:
+    """Serve the simulator in the foreground (``appsdk sim --port N``)."""
+    import uvicorn
+
+    uvicorn.run(create_app(config), host="127.0.0.1", port=port, log_level="info")
