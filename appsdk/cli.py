@@ -95,5 +95,22 @@ def doctor() -> None:
         raise typer.Exit(code=1)
 
 
+@app.command()
+def sim(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8000,
+    ttft_ms: Annotated[float, typer.Option(help="Time to first token.")] = 0.0,
+    itl_ms: Annotated[float, typer.Option(help="Time between tokens.")] = 0.0,
+    tokens: Annotated[int, typer.Option(help="Completion tokens per answer.")] = 12,
+) -> None:
+    """Serve the llm-d simulator (OpenAI-compatible, llm-d headers and errors)."""
+    from appsdk.sim import SimConfig, serve
+
+    serve(port, config=SimConfig(ttft_ms=ttft_ms, itl_ms=itl_ms, completion_tokens=tokens))
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

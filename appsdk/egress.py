@@ -55,6 +55,26 @@ def kind_of_key(key: str, generation: bool) -> ContentKind | None:
     return None
 
 
+# Where infrastructure records where it connected: an IP address there is a server, not a
+# person, so only secrets are removed from these (credentials in a URL, a token in a query).
+_ADDRESS_KEYS = frozenset(
+    {
+        "url.full",
+        "http.url",
+        "server.address",
+        "network.peer.address",
+        "net.peer.name",
+        "net.peer.ip",
+        "net.host.name",
+        "http.host",
+        "http.target",
+        "url.path",
+        "url.query",
+    }
+)
+_KEEP_ADDRESSES = frozenset({"IP_ADDRESS"})
+
+
 def _guard_attributes(
     attributes: Any, policy: PolicyEngine, generation: bool
 ) -> dict[str, Any] | None:
@@ -62,7 +82,7 @@ def _guard_attributes(
     changed = False
     safe: dict[str, Any] = {}
     scrub_others = policy.metadata_mode is not CaptureMode.FULL
-    redact = policy.redactor.redact
+    redact = policy.redactor.redact_repeated
     for key, value in attributes.items():
         kind = kind_of_key(key, generation)
         new: Any
@@ -77,7 +97,7 @@ def _guard_attributes(
                 changed = True
                 continue
         elif scrub_others and isinstance(value, str):
-            new = redact(value)
+            new = redact(value, _KEEP_ADDRESSES) if key in _ADDRESS_KEYS else redact(value)
         elif scrub_others and isinstance(value, tuple) and value and isinstance(value[0], str):
             new = tuple(redact(item) for item in value)
         else:

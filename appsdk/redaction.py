@@ -98,7 +98,7 @@ _CARD_CHARS = frozenset("0123456789 -")
 # scans; for long texts the per-trigger scans are faster than any alternation.
 _SHORT_TEXT = 512
 _LITERAL_TRIGGER = re.compile("|".join([re.escape(t) for t in _GATES] + ["@", "://"]))
-_ANY_TRIGGER = re.compile(_LITERAL_TRIGGER.pattern + "|[0-9:]")
+_ANY_TRIGGER = re.compile(_LITERAL_TRIGGER.pattern + "|[0-9]|::|[0-9A-Fa-f]:[0-9A-Fa-f:]")
 
 BUILTIN_LABELS = frozenset(
     {label for _, _, label in _PREFIXED}
@@ -220,6 +220,7 @@ class Redactor:
     ) -> None:
         self.style = style
         self._key = key
+        self._clean_cache: dict[frozenset[str], set[str]] = {}
         self._patterns = tuple(patterns)
         self._callables = tuple(callables)
 
@@ -232,10 +233,10 @@ class Redactor:
         masked = text.translate(_DIGITS_TO_NUL)
         if "\x00" in masked:
             self._digit_runs(text, masked, found)
-            at = find(":")
-            while at != -1:
-                at = self._ipv6_at(text, at, found)
-                at = find(":", at + 1)
+        at = find(":")
+        while at != -1:
+            at = self._ipv6_at(text, at, found)
+            at = find(":", at + 1)
         for label, custom in self._patterns:
             found.extend(Finding(m.start(), m.end(), label) for m in custom.finditer(text))
         if len(found) > 1:
@@ -300,7 +301,9 @@ class Redactor:
         while end < len(text) and text[end] in _HEX_OR_COLON:
             end += 1
         candidate = text[start:end]
-        if candidate.count(":") >= 2 and any(d in candidate for d in _DIGITS):
+        before_ok = start == 0 or text[start - 1] not in _NOT_BEFORE
+        after_ok = end == len(text) or text[end] not in _NOT_BEFORE
+        if candidate.count(":") >= 2 and before_ok and after_ok:
             try:
                 ipaddress.IPv6Address(candidate)
             except ValueError:
@@ -363,11 +366,35 @@ class Redactor:
             return f"[{label}:{digest}]"
         return f"[REDACTED:{label}]"
 
-    def redact(self, text: str) -> str:
-        """``text`` with every secret replaced, then the application's callables applied."""
+    def redact_repeated(self, text: str, keep: frozenset[str] = frozenset()) -> str:
+        """:meth:`redact` for values that recur (URLs, methods, hosts on every HTTP span).
+
+        Short texts found clean are remembered (only clean ones: no secret is ever kept), so
+        the next span with the same value pays a set lookup instead of a scan.
+        """
+        clean = self._clean_cache.get(keep)
+        if clean is None:
+            clean = self._clean_cache.setdefault(keep, set())
+        if text in clean:
+            return text
+        redacted = self.redact(text, keep)
+        if redacted == text and len(text) <= 256:
+            if len(clean) >= 4096:
+                clean.clear()
+            clean.add(text)
+        return redacted
+
+    def redact(self, text: str, keep: frozenset[str] = frozenset()) -> str:
+        """``text`` with every secret replaced, then the application's callables applied.
+
+        Args:
+            keep: labels not to replace here (e.g. ``IP_ADDRESS`` in a server address).
+        """
         size = len(text)
         if size >= 6 and (size > _SHORT_TEXT or _ANY_TRIGGER.search(text) is not None):
             findings = self.find(text)
+            if keep:
+                findings = [f for f in findings if f.label not in keep]
             if findings:
                 parts: list[str] = []
                 last = 0

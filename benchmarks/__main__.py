@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import decorator, redaction
+from benchmarks import client, decorator, redaction
 from benchmarks.common import machine
 
 
 def main() -> None:
     quick = "--quick" in sys.argv
     print(f"machine: {machine()}\n")
-    for title, module in (("Decorator overhead", decorator), ("Redaction", redaction)):
+    sections = (
+        ("Decorator overhead", decorator),
+        ("Redaction", redaction),
+        ("llm-d client", client),
+    )
+    for title, module in sections:
         text, _ = module.run(quick=quick)
         print(f"## {title}\n\n{text}\n")
 

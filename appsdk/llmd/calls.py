@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
+import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,10 @@ class Call:
             prompt=self.prompt,
         )
 
+    def parse_json(self, content: bytes) -> ChatCompletion | Completion | EmbeddingResponse:
+        """Parse the raw body (pydantic's JSON parser, faster than json.loads + validate)."""
+        return self.parse(content)
+
     def parse(self, data: Any) -> ChatCompletion | Completion | EmbeddingResponse:
         kinds: dict[str, type[ChatCompletion | Completion | EmbeddingResponse]] = {
             "chat": ChatCompletion,
@@ -71,8 +76,12 @@ class Call:
         }
         kind = kinds[self.operation]
         try:
+            if isinstance(data, bytes):
+                return kind.model_validate_json(data)
             return kind.model_validate(data)
         except ValidationError as exc:
+            if any(e["type"] == "json_invalid" for e in exc.errors()):
+                raise json.JSONDecodeError("not JSON", "", 0) from None
             raise ResponseError(
                 f"the gateway's {self.operation} answer does not fit the API: "
                 f"{exc.errors()[0]['loc']} {exc.errors()[0]['msg']}",
@@ -155,7 +164,7 @@ def build_call(
         body["stream_options"] = stream_options
     if extra_body:
         body.update(extra_body)
-    rid = request_id or uuid.uuid4().hex
+    rid = request_id or os.urandom(16).hex()
     request_headers = {h.REQUEST_ID: rid, **options.merged(overrides).headers()}
     if extra_headers:
         request_headers.update(extra_headers)

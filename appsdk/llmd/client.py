@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -72,9 +73,7 @@ class _LLMDBase:
     def _stamp(self, request: httpx.Request) -> None:
         """Headers every request gets, typed call or plain ``client.post``."""
         if h.REQUEST_ID not in request.headers:
-            import uuid
-
-            request.headers[h.REQUEST_ID] = uuid.uuid4().hex
+            request.headers[h.REQUEST_ID] = os.urandom(16).hex()
         for name, value in self._options.headers().items():
             request.headers.setdefault(name, value)
         if (
@@ -148,7 +147,7 @@ class _LLMDBase:
     @staticmethod
     def _decode(call: Call, response: httpx.Response) -> Any:
         try:
-            return call.parse(response.json())
+            return call.parse_json(response.content)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ResponseError(
                 "the gateway's answer is not JSON",

@@ -1,5 +1,9 @@
 """One generation observation per gateway call: GenAI conventions plus Langfuse's keys.
 
+Langfuse reads the model from ``gen_ai.response.model`` / ``gen_ai.request.model`` and the
+model parameters from ``gen_ai.request.*`` when its own keys are absent, so those are not
+written twice; input, output and usage are (Langfuse's keys win, other backends read GenAI's).
+
 Shared by the sync and async clients and their streams; it does no I/O.
 """
 
@@ -61,6 +65,7 @@ class Generation:
         self.first_chunk_at: float | None = None
         self.response_model: str | None = None
         self._token: object | None = None
+        self._tokens: tuple[int, int] | None = None
         pipeline = _pipeline.current()
         if pipeline is None:
             self.observation: Observation | None = None
@@ -72,7 +77,6 @@ class Generation:
             semconv.GEN_AI_OPERATION: operation,
             semconv.GEN_AI_PROVIDER: PROVIDER,
             semconv.GEN_AI_REQUEST_MODEL: model,
-            semconv.LF_MODEL: model,
             semconv.LLMD_REQUEST_ID: request_id,
         }
         parameters = {k: body[k] for k in REQUEST_PARAMETERS if body.get(k) is not None}
@@ -85,8 +89,6 @@ class Generation:
             )
         if body.get("stream"):
             attributes[semconv.GEN_AI_REQUEST_STREAM] = True
-        if parameters:
-            attributes[semconv.LF_MODEL_PARAMETERS] = json.dumps(parameters)
         rendered = engine.render("messages", content)
         if rendered is not None:
             attributes[semconv.LF_INPUT] = rendered
@@ -145,73 +147,65 @@ class Generation:
         usage: Usage | None,
         output: Any,
     ) -> None:
-        """Record the answer and end the generation."""
+        """Record the answer and end the generation (one attribute write for all of it)."""
         self.response_model = response_model
         observation = self.observation
         if observation is not None:
-            span = observation.span
             attributes: dict[str, Any] = {}
             if response_id:
                 attributes[semconv.GEN_AI_RESPONSE_ID] = response_id
             if response_model:
                 attributes[semconv.GEN_AI_RESPONSE_MODEL] = response_model
-                attributes[semconv.LF_MODEL] = response_model
             if finish_reasons:
                 attributes[semconv.GEN_AI_FINISH_REASONS] = finish_reasons
-            span.set_attributes(attributes)
             if output is not None:
-                kind = "completions"
-                rendered = observation._policy.render(kind, output)
+                rendered = observation._policy.render("completions", output)
                 if rendered is not None:
-                    span.set_attribute(semconv.LF_OUTPUT, rendered)
+                    attributes[semconv.LF_OUTPUT] = rendered
                     if self.operation == "chat":
-                        span.set_attribute(semconv.GEN_AI_OUTPUT_MESSAGES, rendered)
+                        attributes[semconv.GEN_AI_OUTPUT_MESSAGES] = rendered
             if usage is not None:
-                self._record_usage(observation, usage)
+                self._usage_attributes(usage, attributes)
+            observation.span.set_attributes(attributes)
         self._end(error_type=None)
 
-    def _record_usage(self, observation: Observation, usage: Usage) -> None:
+    def _usage_attributes(self, usage: Usage, attributes: dict[str, Any]) -> None:
         input_tokens = usage.prompt_tokens or 0
         output_tokens = usage.completion_tokens or 0
-        cached = 0
-        if usage.prompt_tokens_details is not None:
-            cached = usage.prompt_tokens_details.cached_tokens or 0
-        details = {
+        details = usage.prompt_tokens_details
+        cached = (details.cached_tokens or 0) if details is not None else 0
+        usage_details = {
             "input": input_tokens,
             "output": output_tokens,
             "total": usage.total_tokens or input_tokens + output_tokens,
         }
         if cached:
-            details["input_cached_tokens"] = cached
-        observation.span.set_attributes(
-            {
-                semconv.GEN_AI_INPUT_TOKENS: input_tokens,
-                semconv.GEN_AI_OUTPUT_TOKENS: output_tokens,
-            }
-        )
-        observation.update(usage=details)
-        metrics.record_tokens(self._metric_attributes(None), input_tokens, output_tokens)
-        if self.prices is not None:
+            usage_details["input_cached_tokens"] = cached
+        attributes[semconv.GEN_AI_INPUT_TOKENS] = input_tokens
+        attributes[semconv.GEN_AI_OUTPUT_TOKENS] = output_tokens
+        attributes[semconv.LF_USAGE] = json.dumps(usage_details)
+        self._tokens = (input_tokens, output_tokens)
+        cost = self._cost(input_tokens, output_tokens, cached)
+        if cost is not None:
+            attributes[semconv.LF_COST] = json.dumps({k: float(v) for k, v in cost.items()})
+            attributes[semconv.GEN_AI_USAGE_COST] = float(cost["total"])
+
+    def _cost(
+        self, input_tokens: int, output_tokens: int, cached: int
+    ) -> dict[str, Decimal] | None:
+        if self.prices is None:
+            return None
+        # The price of the model that answered, else of the one asked for (an alias, a LoRA).
+        for model in dict.fromkeys((self.response_model or self.model, self.model)):
             cost = self.prices.cost(
-                self.response_model or self.model,
+                model,
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
                 cached_input_tokens=cached,
             )
-            if cost is None and self.response_model and self.response_model != self.model:
-                cost = self.prices.cost(
-                    self.model,
-                    input_tokens=input_tokens,
-                    output_tokens=output_tokens,
-                    cached_input_tokens=cached,
-                )
             if cost is not None:
-                self._record_cost(observation, cost)
-
-    @staticmethod
-    def _record_cost(observation: Observation, cost: dict[str, Decimal]) -> None:
-        observation.update(cost=cost)
-        observation.span.set_attribute(semconv.GEN_AI_USAGE_COST, float(cost["total"]))
+                return cost
+        return None
 
     def cancelled(self, *, received_chunks: int, output: Any, usage: Usage | None) -> None:
         """The caller stopped reading: keep what arrived, mark it, end the generation."""
@@ -263,6 +257,8 @@ class Generation:
     def _end(self, *, error_type: str | None) -> None:
         self.deactivate()
         attributes = self._metric_attributes(error_type)
+        if self._tokens is not None:
+            metrics.record_tokens(attributes, *self._tokens)
         metrics.record_duration(attributes, time.monotonic() - self.started)
         if self.first_chunk_at is not None:
             metrics.record_first_chunk(attributes, self.first_chunk_at - self.started)
