@@ -21,6 +21,16 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     monkeypatch.chdir(tmp_path)
     yield
     appsdk.shutdown(timeout_s=2.0)
+    _forget_langfuse_clients()
+
+
+def _forget_langfuse_clients() -> None:
+    """langfuse keeps one client per public key for the process; tests point at new stubs."""
+    from langfuse._client.resource_manager import LangfuseResourceManager
+
+    for manager in list(LangfuseResourceManager._instances.values()):
+        manager.shutdown()
+    LangfuseResourceManager._instances.clear()
 
 
 @pytest.fixture

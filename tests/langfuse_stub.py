@@ -1,0 +1,200 @@
+"""A Langfuse API stub on loopback: prompts, scores, projects, OTLP traces; Basic auth.
+
+The real langfuse client talks to it. ``status`` forces every answer (503 for an outage),
+``score_status`` only the scores API's, and ``stop()`` makes the port refuse connections.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+PUBLIC_KEY = "pk-lf-test"
+SECRET_KEY = "sk-lf-test-secret"
+
+
+@dataclass
+class LangfuseStub:
+    url: str = ""
+    prompts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    status: int | None = None
+    score_status: int | None = None
+    score_rejects: set[str] = field(default_factory=set)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    score_posts: int = 0
+    changed: threading.Condition = field(default_factory=threading.Condition)
+    server: ThreadingHTTPServer | None = None
+
+    def add_prompt(
+        self,
+        name: str,
+        version: int,
+        prompt: Any,
+        *,
+        labels: list[str],
+        type: str = "text",
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self.prompts.setdefault(name, []).append(
+            {
+                "type": type,
+                "name": name,
+                "version": version,
+                "prompt": prompt,
+                "config": config or {},
+                "labels": labels,
+                "tags": [],
+            }
+        )
+
+    def count(self, path_prefix: str) -> int:
+        with self.changed:
+            return sum(1 for _, path in self.requests if path.startswith(path_prefix))
+
+    def wait_for(self, predicate: Any, timeout: float = 30.0) -> None:
+        with self.changed:
+            if not self.changed.wait_for(lambda: predicate(self), timeout):
+                raise AssertionError("the Langfuse stub never saw what was expected")
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def options(self) -> dict[str, Any]:
+        """appsdk.configure() arguments that point at this stub."""
+        return {
+            "langfuse_public_key": PUBLIC_KEY,
+            "langfuse_secret_key": SECRET_KEY,
+            "langfuse_base_url": self.url,
+        }
+
+
+def _prompt_for(stub: LangfuseStub, name: str, query: dict[str, list[str]]) -> Any:
+    versions = stub.prompts.get(name, [])
+    if "version" in query:
+        wanted = int(query["version"][0])
+        return next((p for p in versions if p["version"] == wanted), None)
+    label = query.get("label", ["production"])[0]
+    newest = max(versions, key=lambda p: p["version"], default=None)
+    for prompt in sorted(versions, key=lambda p: -p["version"]):
+        labels = prompt["labels"] + (["latest"] if prompt is newest else [])
+        if label in labels:
+            return {**prompt, "labels": labels}
+    return None
+
+
+def _handler(stub: LangfuseStub) -> type[BaseHTTPRequestHandler]:
+    expected = "Basic " + base64.b64encode(f"{PUBLIC_KEY}:{SECRET_KEY}".encode()).decode()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+        def _reply(self, status: int, body: Any) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _begin(self) -> tuple[str, dict[str, list[str]], bytes] | None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
+            with stub.changed:
+                stub.requests.append((self.command, parts.path))
+                stub.changed.notify_all()
+            if stub.status is not None:
+                self._reply(stub.status, {"message": "stub outage"})
+                return None
+            if self.headers.get("authorization") != expected:
+                self._reply(401, {"message": "Invalid credentials"})
+                return None
+            return parts.path, parse_qs(parts.query), body
+
+        def do_GET(self) -> None:
+            begun = self._begin()
+            if begun is None:
+                return
+            path, query, _ = begun
+            if path.startswith("/api/public/v2/prompts/"):
+                prompt = _prompt_for(stub, unquote(path.rsplit("/", 1)[1]), query)
+                if prompt is None:
+                    self._reply(
+                        404, {"message": "Prompt not found", "error": "LangfuseNotFoundError"}
+                    )
+                else:
+                    self._reply(200, prompt)
+            elif path == "/api/public/projects":
+                self._reply(200, {"data": [{"id": "stub-project", "name": "stub"}]})
+            else:
+                self._reply(404, {"message": "not found"})
+
+        def do_POST(self) -> None:
+            begun = self._begin()
+            if begun is None:
+                return
+            path, _, body = begun
+            if path == "/api/public/otel/v1/traces":
+                if self.headers.get("content-encoding") == "gzip":
+                    gzip.decompress(body)
+                self._reply(200, {})
+            elif path == "/api/public/scores":
+                self._scores(json.loads(body))
+            else:
+                self._reply(404, {"message": "not found"})
+
+        def _scores(self, payload: Any) -> None:
+            with stub.changed:
+                stub.score_posts += 1
+            if stub.score_status is not None:
+                self._reply(stub.score_status, {"message": "stub score outage"})
+                return
+            items = payload if isinstance(payload, list) else [payload]
+            results = []
+            with stub.changed:
+                for item in items:
+                    if item.get("id") in stub.score_rejects:
+                        results.append(
+                            {
+                                "id": item.get("id"),
+                                "status": 400,
+                                "message": "traceId does not exist",
+                            }
+                        )
+                        continue
+                    stub.scores[item["id"]] = item
+                    results.append({"id": item["id"], "status": 201})
+                stub.changed.notify_all()
+            partial = any(r["status"] >= 400 for r in results)
+            self._reply(207 if partial else 202, {"results": results})
+
+    return Handler
+
+
+@contextmanager
+def langfuse_stub() -> Iterator[LangfuseStub]:
+    stub = LangfuseStub()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(stub))
+    server.daemon_threads = True
+    stub.server = server
+    stub.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield stub
+    finally:
+        stub.stop()
