@@ -47,10 +47,13 @@ def test_a_model_without_a_price_has_no_cost() -> None:
 
 
 def test_cost_goes_on_the_generation_as_numbers_and_is_absent_without_a_price() -> None:
-    with sim.running() as simulator, capture_spans() as captured:
-        with appsdk.LLMDClient(base_url=simulator.base_url, prices=TABLE) as client:
-            client.chat(model="sim-llama-3-8b", messages=[{"role": "user", "content": "a b c d"}])
-            client.chat(model="sim-embed", messages=[{"role": "user", "content": "x"}])
+    with (
+        sim.running() as simulator,
+        capture_spans() as captured,
+        appsdk.LLMDClient(base_url=simulator.base_url, prices=TABLE) as client,
+    ):
+        client.chat(model="sim-llama-3-8b", messages=[{"role": "user", "content": "a b c d"}])
+        client.chat(model="sim-embed", messages=[{"role": "user", "content": "x"}])
     priced, unpriced = (o for o in captured.observations() if o.type == "generation")
     # 4 input tokens at 0.20/1M and 12 output tokens at 0.60/1M
     assert json.loads(priced.attributes["langfuse.observation.cost_details"]) == {

@@ -178,9 +178,12 @@ def test_local_prompt_folder_without_langfuse(tmp_path: Path) -> None:
     prompt = get_prompt("qa", folder=folder)
     assert isinstance(prompt, LocalPrompt) and prompt.version == 1
     assert get_prompt("qa", folder=folder, label="latest").version == 2
-    with capture_spans() as captured, sim.running() as simulator:
-        with appsdk.LLMDClient(base_url=simulator.base_url) as client:
-            client.chat(prompt=prompt, variables={"question": "why?"})
+    with (
+        capture_spans() as captured,
+        sim.running() as simulator,
+        appsdk.LLMDClient(base_url=simulator.base_url) as client,
+    ):
+        client.chat(prompt=prompt, variables={"question": "why?"})
         assert simulator.received[0].body["model"] == MODEL
         assert simulator.received[0].body["messages"] == [{"role": "user", "content": "Q: why?"}]
     assert _linked_all(captured) == [("qa", 1)]
