@@ -15,6 +15,13 @@ Then ``appsdk traces show last`` prints the trace as a tree.
 from appsdk._version import __version__
 from appsdk.config import Settings
 from appsdk.errors import AppSDKError, ConfigError, StoreError
+from appsdk.feedback import (
+    Feedback,
+    FeedbackClient,
+    issue_feedback_token,
+    submit_feedback,
+    verify_feedback_token,
+)
 from appsdk.llmd import (
     AsyncLLMDClient,
     LLMDClient,
@@ -33,7 +40,7 @@ from appsdk.observe import (
 from appsdk.pipeline import Pipeline, configure, flush, shutdown, stats
 from appsdk.policy import CaptureMode, Policy
 from appsdk.pricing import ModelPrice, PriceTable
-from appsdk.prompts import use_prompt
+from appsdk.prompts import get_prompt, use_prompt
 from appsdk.trace_context import ContextThreadPoolExecutor, trace_attributes, wrap_context
 
 __all__ = [
@@ -42,6 +49,8 @@ __all__ = [
     "CaptureMode",
     "ConfigError",
     "ContextThreadPoolExecutor",
+    "Feedback",
+    "FeedbackClient",
     "LLMDClient",
     "LLMDError",
     "LLMDOptions",
@@ -58,12 +67,16 @@ __all__ = [
     "flush",
     "get_current_observation_id",
     "get_current_trace_id",
+    "get_prompt",
+    "issue_feedback_token",
     "observe",
     "shutdown",
     "start_observation",
     "stats",
+    "submit_feedback",
     "trace_attributes",
     "update_current_observation",
     "use_prompt",
+    "verify_feedback_token",
     "wrap_context",
 ]

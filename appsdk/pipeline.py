@@ -173,6 +173,7 @@ class Pipeline:
         self.processors: list[tuple[ExportSink, SpanFilter | None]] = []
         self.start_hooks: list[Callable[[Span, Context | None], None]] = []
         self.end_hooks: list[Callable[[ReadableSpan], ReadableSpan | None]] = []
+        self.on_shutdown: list[Callable[[], None]] = []
         self._closed = False
         self._lock = threading.Lock()
         self.langfuse_client: Any = None
@@ -227,6 +228,11 @@ class Pipeline:
             self._closed = True
         budget = self.settings.shutdown_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + budget
+        for callback in self.on_shutdown:
+            try:
+                callback()
+            except Exception:  # shutting down must not raise at exit
+                _log.debug("appsdk: a shutdown callback failed", exc_info=True)
         for processor, _ in self.processors:
             processor.shutdown(timeout_s=max(0.0, deadline - time.monotonic()))
 

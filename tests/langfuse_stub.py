@@ -24,10 +24,17 @@ SECRET_KEY = "sk-lf-test-secret"
 @dataclass
 class LangfuseStub:
     url: str = ""
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
     prompts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     status: int | None = None
     score_status: int | None = None
     score_rejects: set[str] = field(default_factory=set)
+    hang_scores: threading.Event | None = None
+    score_receipts: dict[str, int] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     score_posts: int = 0
@@ -161,6 +168,10 @@ def _handler(stub: LangfuseStub) -> type[BaseHTTPRequestHandler]:
         def _scores(self, payload: Any) -> None:
             with stub.changed:
                 stub.score_posts += 1
+                stub.changed.notify_all()
+            if stub.hang_scores is not None:
+                stub.hang_scores.wait(30)
+                return
             if stub.score_status is not None:
                 self._reply(stub.score_status, {"message": "stub score outage"})
                 return
@@ -178,6 +189,7 @@ def _handler(stub: LangfuseStub) -> type[BaseHTTPRequestHandler]:
                         )
                         continue
                     stub.scores[item["id"]] = item
+                    stub.score_receipts[item["id"]] = stub.score_receipts.get(item["id"], 0) + 1
                     results.append({"id": item["id"], "status": 201})
                 stub.changed.notify_all()
             partial = any(r["status"] >= 400 for r in results)
@@ -186,15 +198,22 @@ def _handler(stub: LangfuseStub) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@contextmanager
-def langfuse_stub() -> Iterator[LangfuseStub]:
-    stub = LangfuseStub()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(stub))
+def start(stub: LangfuseStub, port: int = 0) -> None:
+    """Serve ``stub`` (again) on ``port``: after ``stop()`` it comes back at the same URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(stub))
     server.daemon_threads = True
     stub.server = server
     stub.url = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
+@contextmanager
+def langfuse_stub() -> Iterator[LangfuseStub]:
+    stub = LangfuseStub()
+    start(stub)
     try:
         yield stub
     finally:
+        if stub.hang_scores is not None:
+            stub.hang_scores.set()
         stub.stop()

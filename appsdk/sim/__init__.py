@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from appsdk.sim.app import MODELS, ReceivedRequest, SimConfig, create_app
 from appsdk.sim.tracing import SimTracing
 
-__all__ = ["MODELS", "ReceivedRequest", "SimConfig", "Simulator", "running", "serve"]
+__all__ = ["MODELS", "ReceivedRequest", "SimConfig", "Simulator", "running", "serve", "serving"]
 
 
 @dataclass
@@ -63,6 +63,24 @@ def _server(app: Any, host: str, port: int) -> Any:
 
 
 @contextmanager
+def serving(app: Any, *, port: int = 0) -> Iterator[str]:
+    """Serve any ASGI app on 127.0.0.1 in a background thread; yields its base URL."""
+    server = _server(app, "127.0.0.1", port)
+    thread = threading.Thread(
+        target=lambda: asyncio.run(server.serve()), daemon=True, name="appsdk-serve"
+    )
+    thread.start()
+    if not server.ready.wait(30):
+        raise RuntimeError("the server did not start within 30 s")
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@contextmanager
 def running(
     *,
     config: SimConfig | None = None,
@@ -78,19 +96,10 @@ def running(
     """
     tracing = SimTracing(exporter)
     app = create_app(config, tracing)
-    server = _server(app, "127.0.0.1", port)
-    thread = threading.Thread(
-        target=lambda: asyncio.run(server.serve()), daemon=True, name="appsdk-sim"
-    )
-    thread.start()
-    if not server.ready.wait(30):
-        raise RuntimeError("the llm-d simulator did not start within 30 s")
-    bound = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Simulator(f"http://127.0.0.1:{bound}", app)
+        with serving(app, port=port) as url:
+            yield Simulator(url, app)
     finally:
-        server.should_exit = True
-        thread.join(10)
         tracing.shutdown()
 
 

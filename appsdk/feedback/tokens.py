@@ -1,0 +1,125 @@
+"""Signed, expiring feedback tokens: only the user who got an answer can rate it.
+
+The app returns a token with each answer; the feedback endpoint accepts a rating only with a
+valid token, and takes the trace (and user) from the token, never from the request. Tokens are
+HMAC-signed by itsdangerous with the keys of ``APPSDK_FEEDBACK_SECRET`` (comma-separated,
+newest last: it signs, all of them verify, so keys rotate without breaking issued tokens).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from appsdk.errors import AppSDKError, ConfigError
+
+__all__ = [
+    "ExpiredFeedbackToken",
+    "FeedbackGrant",
+    "FeedbackTokenError",
+    "ForbiddenFeedbackToken",
+    "InvalidFeedbackToken",
+    "issue_feedback_token",
+    "verify_feedback_token",
+]
+
+_SALT = "appsdk.feedback.v1"
+DEFAULT_TTL_S = 7 * 24 * 3600
+
+
+class FeedbackTokenError(AppSDKError):
+    """A feedback token was refused."""
+
+    status = 401
+
+
+class InvalidFeedbackToken(FeedbackTokenError):
+    """Not a token we signed (forged, altered, truncated, or signed with an unknown key)."""
+
+
+class ExpiredFeedbackToken(FeedbackTokenError):
+    """The token's lifetime is over."""
+
+
+class ForbiddenFeedbackToken(FeedbackTokenError):
+    """The token belongs to another user."""
+
+    status = 403
+
+
+@dataclass(frozen=True)
+class FeedbackGrant:
+    """What a valid token allows: rating this trace (and observation), as this user."""
+
+    trace_id: str
+    observation_id: str | None
+    user_id: str | None
+    expires_at: int
+
+
+def _keys(secret: str | list[str] | None) -> list[str]:
+    if secret is None:
+        raw = os.environ.get("APPSDK_FEEDBACK_SECRET", "")
+        keys = [k.strip() for k in raw.split(",") if k.strip()]
+    else:
+        keys = [secret] if isinstance(secret, str) else list(secret)
+    if not keys or any(len(k) < 16 for k in keys):
+        raise ConfigError(
+            "APPSDK_FEEDBACK_SECRET", "is not set, or a key is shorter than 16 characters",
+            "set it to one or more random keys, comma-separated, newest last "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+        )  # fmt: skip
+    return keys
+
+
+def _serializer(secret: str | list[str] | None) -> URLSafeSerializer:
+    return URLSafeSerializer(_keys(secret), salt=_SALT)
+
+
+def issue_feedback_token(
+    trace_id: str,
+    observation_id: str | None = None,
+    user_id: str | None = None,
+    ttl_s: int = DEFAULT_TTL_S,
+    *,
+    secret: str | list[str] | None = None,
+) -> str:
+    """A compact signed token for rating ``trace_id`` (as ``user_id``) within ``ttl_s``.
+
+    Raises:
+        ConfigError: no signing key is configured.
+    """
+    if ttl_s <= 0:
+        raise ValueError("ttl_s must be positive")
+    payload = [trace_id, observation_id, user_id, int(time.time()) + int(ttl_s)]
+    token: str = _serializer(secret).dumps(payload)
+    return token
+
+
+def verify_feedback_token(
+    token: str, *, user_id: str | None = None, secret: str | list[str] | None = None
+) -> FeedbackGrant:
+    """Check a token: signature (constant time), expiry, and that it is ``user_id``'s.
+
+    Raises:
+        InvalidFeedbackToken, ExpiredFeedbackToken, ForbiddenFeedbackToken.
+    """
+    try:
+        payload: Any = _serializer(secret).loads(token)
+    except BadSignature:
+        raise InvalidFeedbackToken("the feedback token is not valid") from None
+    if not (isinstance(payload, list) and len(payload) == 4 and isinstance(payload[3], int)):
+        raise InvalidFeedbackToken("the feedback token is not valid")
+    trace_id, observation_id, token_user, expires_at = payload
+    if expires_at < time.time():
+        raise ExpiredFeedbackToken("the feedback token has expired")
+    if token_user is not None and not hmac.compare_digest(
+        str(token_user).encode(), str(user_id or "").encode()
+    ):
+        raise ForbiddenFeedbackToken("the feedback token belongs to another user")
+    return FeedbackGrant(str(trace_id), observation_id, token_user, expires_at)
