@@ -27,8 +27,6 @@ def _observation_type(span: SpanRecord) -> str:
     kind = span.attributes.get(semconv.LF_TYPE)
     if isinstance(kind, str):
         return kind
-    if span.attributes.get("gen_ai.request.model") or span.attributes.get("gen_ai.operation.name"):
-        return "generation"
     return span.kind.lower() if span.kind != "INTERNAL" else "span"
 
 

@@ -84,14 +84,15 @@ def serving(app: Any, *, port: int = 0) -> Iterator[str]:
 def running(
     *,
     config: SimConfig | None = None,
-    exporter: SpanExporter | None = None,
+    exporter: SpanExporter | str | None = None,
     port: int = 0,
 ) -> Iterator[Simulator]:
     """Serve the simulator on 127.0.0.1 in a background thread while the block runs.
 
     Args:
         config: default latencies and token counts.
-        exporter: where the simulated gateway and vLLM spans go (none if omitted).
+        exporter: where the simulated gateway and vLLM spans go: a SpanExporter, ``"appsdk"``
+            (appsdk's pipeline, so they land with the app's spans), or None (nowhere).
         port: 0 picks a free port.
     """
     tracing = SimTracing(exporter)

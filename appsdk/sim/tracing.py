@@ -9,20 +9,39 @@ ignores it.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace as trace_api
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.requests import Request
 
-__all__ = ["SimTracing"]
+from appsdk import pipeline as _pipeline
+
+__all__ = ["PipelineExporter", "SimTracing"]
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+
+
+class PipelineExporter(SpanExporter):
+    """Hands the simulated gateway and vLLM spans to appsdk's pipeline, so they go wherever
+    the application's own spans go (the local store, Langfuse, an OTLP collector)."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        pipeline = _pipeline.current()
+        if pipeline is None:
+            return SpanExportResult.FAILURE
+        for span in spans:
+            pipeline.on_end(span)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
 
 
 @dataclass
@@ -35,8 +54,12 @@ class _Handle:
 class SimTracing:
     """Two services' tracers (gateway, vLLM) exporting to ``exporter``; inert without one."""
 
-    def __init__(self, exporter: SpanExporter | None) -> None:
+    def __init__(self, exporter: SpanExporter | str | None) -> None:
         self._providers: list[TracerProvider] = []
+        if isinstance(exporter, str):
+            if exporter != "appsdk":
+                raise ValueError(f"exporter={exporter!r}: give a SpanExporter, 'appsdk' or None")
+            exporter = PipelineExporter()
         if exporter is None:
             self._gateway: trace_api.Tracer = trace_api.NoOpTracer()
             self._vllm: trace_api.Tracer = trace_api.NoOpTracer()

@@ -1,0 +1,83 @@
+"""Every Python example runs, as a user would run it, against the simulator and stubs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from appsdk.store import TraceStore
+from tests.langfuse_stub import LangfuseStub, langfuse_stub
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _run(script: str, cwd: Path, **env: str) -> str:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("APPSDK_", "LANGFUSE_", "OTEL_"))}  # fmt: skip
+    result = subprocess.run([sys.executable, str(EXAMPLES / script)], cwd=cwd, env={**clean, **env},
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_the_demo_prints_the_whole_tree(tmp_path: Path) -> None:
+    out = _run("rag_pipeline.py", tmp_path)
+    for expected in (
+        "rag-demo [chain]",
+        "retrieve [retriever]",
+        "prompt rag-answer v2",
+        "ttft",
+        "cost",
+        "gateway.request",
+        "llm_request",
+        "score helpful = True",
+    ):
+        assert expected in out, expected
+    lines = out.splitlines()
+    depth = {name: next(line.index(name) for line in lines if name in line)
+             for name in ("chat sim-llama-3-8b", "gateway.request", "llm_request")}  # fmt: skip
+    assert depth["chat sim-llama-3-8b"] < depth["gateway.request"] < depth["llm_request"]
+    assert "ana@example.com" not in out
+    assert (tmp_path / ".appsdk" / "traces.db").exists()
+
+
+def test_async_agent(tmp_path: Path) -> None:
+    out = _run("async_agent.py", tmp_path)
+    assert out.count("Simulated answer") == 3
+    store = TraceStore(tmp_path / ".appsdk" / "traces.db")
+    names = [s.name for t in store.list_traces() for s in store.spans(t.trace_id)]
+    assert names.count("plan_trip") == 3 and names.count("lookup_weather") == 3
+
+
+def test_fastapi_app(tmp_path: Path) -> None:
+    out = _run("fastapi_app.py", tmp_path)
+    assert "rating by the user: HTTP 202; by someone else: HTTP 403" in out
+
+
+@pytest.fixture
+def stub() -> LangfuseStub:
+    with langfuse_stub() as s:
+        yield s  # type: ignore[misc]
+
+
+def test_mixed_with_langfuse(tmp_path: Path, stub: LangfuseStub) -> None:
+    _run(
+        "mixed_with_langfuse.py",
+        tmp_path,
+        LANGFUSE_PUBLIC_KEY="pk-lf-test",
+        LANGFUSE_SECRET_KEY="sk-lf-test-secret",
+        LANGFUSE_BASE_URL=stub.url,
+        APPSDK_LOCAL_STORE="always",
+    )
+    store = TraceStore(tmp_path / ".appsdk" / "traces.db")
+    (trace,) = store.list_traces()
+    spans = {s.name: s for s in store.spans(trace.trace_id)}
+    assert set(spans) == {"mixed", "legacy_pipeline", "search", "legacy_generate"}
+    assert spans["legacy_pipeline"].parent_span_id == spans["mixed"].span_id
+    assert spans["search"].parent_span_id == spans["legacy_pipeline"].span_id
+    assert spans["legacy_generate"].scope == "langfuse-sdk"
+    assert stub.count("/api/public/otel/v1/traces") >= 1
