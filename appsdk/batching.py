@@ -1,10 +1,13 @@
-"""A bounded batch span processor that counts every span it cannot deliver.
+"""A bounded batch span processor that loses nothing it can keep, and counts what it cannot.
 
 The OpenTelemetry SDK's ``BatchSpanProcessor`` (1.45) drops silently unless its internal
-metrics are switched on, and its ``shutdown()`` has a fixed 30 s join. appsdk needs both a
-count of what was lost (``appsdk.stats()``) and a shutdown that keeps its deadline, so this
-processor keeps the same shape (bounded deque, one daemon worker, re-created after fork) with
-those two additions. It never blocks or raises on the caller's thread.
+metrics are switched on, has a fixed 30 s join in ``shutdown()``, and drops a batch after its
+retries. This one keeps the same shape (bounded deque, one daemon worker, re-created after
+fork) and adds: counters for ``appsdk.stats()``, a shutdown that keeps its deadline, and a
+spool. While a backend fails with a retryable error its batches go to the on-disk spool
+without further network attempts; a probe every few seconds sends the oldest spooled batch,
+and once one is acknowledged the spool drains, oldest first. The caller's thread only ever
+appends to the deque.
 """
 
 from __future__ import annotations
@@ -16,17 +19,28 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from appsdk.otlp import ExportOutcome
+from appsdk.spool import Spool
 
 __all__ = ["BatchExportProcessor", "ExportSink", "ExporterStats"]
 
 _log = logging.getLogger("appsdk")
+_COUNTERS = (
+    "exported",
+    "export_failures",
+    "failed_spans",
+    "dropped_queue_full",
+    "dropped_at_shutdown",
+    "spooled",
+    "spool_evicted",
+    "rejected",
+)
 
 
 @dataclass(slots=True)
@@ -38,6 +52,9 @@ class ExporterStats:
     failed_spans: int = 0
     dropped_queue_full: int = 0
     dropped_at_shutdown: int = 0
+    spooled: int = 0
+    spool_evicted: int = 0
+    rejected: int = 0
     queued: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -48,14 +65,9 @@ class ExporterStats:
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
-            return {
-                "exported": self.exported,
-                "export_failures": self.export_failures,
-                "failed_spans": self.failed_spans,
-                "dropped_queue_full": self.dropped_queue_full,
-                "dropped_at_shutdown": self.dropped_at_shutdown,
-                "queued": self.queued,
-            }
+            values = {name: getattr(self, name) for name in _COUNTERS}
+            values["queued"] = self.queued
+            return values
 
 
 class ExportSink(Protocol):
@@ -69,8 +81,39 @@ class ExportSink(Protocol):
     def snapshot(self) -> dict[str, int]: ...
 
 
+class _Backoff:
+    """When to probe a failing backend again: 0.5 s doubling to 30 s."""
+
+    def __init__(self, first_s: float = 0.5, longest_s: float = 30.0) -> None:
+        self.first_s, self.longest_s = first_s, longest_s
+        self.failures = 0
+        self.until = 0.0
+
+    @property
+    def down(self) -> bool:
+        return self.failures > 0
+
+    def failed(self) -> None:
+        self.failures += 1
+        delay = min(self.longest_s, self.first_s * 2 ** (self.failures - 1))
+        self.until = time.monotonic() + delay
+
+    def recovered(self) -> None:
+        self.failures = 0
+        self.until = 0.0
+
+    def may_probe(self) -> bool:
+        return time.monotonic() >= self.until
+
+
 class BatchExportProcessor(SpanProcessor):
-    """Queues ended, sampled spans and exports them in batches on a worker thread."""
+    """Queues ended, sampled spans and exports them in batches on a worker thread.
+
+    Args:
+        spool: where batches wait while the backend is down (needs an exporter with
+            ``encode`` and ``send_encoded``, as :class:`appsdk.otlp.OTLPHttpExporter` has).
+        spool_key: this exporter's key in the spool (name and endpoint).
+    """
 
     def __init__(
         self,
@@ -80,6 +123,8 @@ class BatchExportProcessor(SpanProcessor):
         max_queue_size: int = 2048,
         max_export_batch_size: int = 512,
         schedule_delay_s: float = 1.0,
+        spool: Spool | None = None,
+        spool_key: str | None = None,
     ) -> None:
         self.exporter = exporter
         self.name = name
@@ -87,7 +132,12 @@ class BatchExportProcessor(SpanProcessor):
         self._max_queue = max_queue_size
         self._max_batch = max_export_batch_size
         self._delay = schedule_delay_s
+        spoolable = hasattr(exporter, "encode") and hasattr(exporter, "send_encoded")
+        self._spool = spool if spoolable else None
+        self.spool_key = spool_key or name
+        self._backoff = _Backoff()
         self._queue: collections.deque[ReadableSpan] = collections.deque()
+        self._inflight: tuple[bytes, int] | None = None
         self._shutdown = False
         self._full_warned = False
         self._start_worker()
@@ -129,14 +179,20 @@ class BatchExportProcessor(SpanProcessor):
         if len(self._queue) >= self._max_batch:
             self._wake.set()
 
+    # -- the worker ---------------------------------------------------------------------------
+
     def _run(self) -> None:
         while not self._shutdown:
-            self._wake.wait(self._delay)
+            delay = self._delay
+            if self._spool is not None and self._backoff.down:
+                delay = min(delay, max(0.05, self._backoff.until - time.monotonic()))
+            self._wake.wait(delay)
             self._wake.clear()
             self._drain()
         self._drain()
 
     def _drain(self) -> None:
+        self._drain_spool()
         while self._queue:
             batch: list[ReadableSpan] = []
             while self._queue and len(batch) < self._max_batch:
@@ -146,25 +202,96 @@ class BatchExportProcessor(SpanProcessor):
                 self._exported_upto += len(batch)
                 self._flushed.notify_all()
 
-    def _export(self, batch: list[ReadableSpan]) -> ExportOutcome:
-        send = getattr(self.exporter, "send", None)
-        try:
-            if send is not None:
-                outcome: ExportOutcome = send(batch)
+    def _drain_spool(self) -> None:
+        """Send spooled batches oldest first while the backend takes them."""
+        spool = self._spool
+        if spool is None or (self._backoff.down and not self._backoff.may_probe()):
+            return
+        while not (self._shutdown and self._backoff.down):
+            oldest = spool.oldest(self.spool_key)
+            if not oldest:
+                return
+            batch = oldest[0]
+            outcome = self._send_encoded(batch.body, batch.spans)
+            if outcome.ok:
+                spool.remove(batch.id)
+                self.stats.add(exported=batch.spans, spooled=-batch.spans)
+                self._backoff.recovered()
+            elif outcome.retryable:
+                self._backoff.failed()
+                return
             else:
-                result = self.exporter.export(batch)
-                outcome = ExportOutcome(ok=result.name == "SUCCESS")
+                spool.reject(batch.id, outcome.reason)
+                self.stats.add(rejected=batch.spans, spooled=-batch.spans)
+
+    def _send_encoded(self, body: bytes, spans: int) -> ExportOutcome:
+        self._inflight = (body, spans)
+        try:
+            outcome: ExportOutcome = self.exporter.send_encoded(body, spans)  # type: ignore[attr-defined]
+        except Exception as exc:  # an exporter bug must not kill the worker
+            outcome = ExportOutcome(ok=False, retryable=True, reason=type(exc).__name__)
+        finally:
+            self._inflight = None
+        return outcome
+
+    def _export(self, batch: list[ReadableSpan]) -> None:
+        if self._spool is not None:
+            self._export_spooling(batch)
+            return
+        try:
+            ok = self.exporter.export(batch).name == "SUCCESS"
         except Exception as exc:  # an exporter bug must not kill the worker
             _log.warning("appsdk: exporter %s raised %s", self.name, type(exc).__name__)
-            outcome = ExportOutcome(ok=False, reason=type(exc).__name__)
-        if outcome.ok:
+            ok = False
+        if ok:
             self.stats.add(exported=len(batch))
         else:
             self.stats.add(export_failures=1, failed_spans=len(batch))
-        return outcome
+
+    def _export_spooling(self, batch: list[ReadableSpan]) -> None:
+        spool = self._spool
+        assert spool is not None
+        try:
+            body: bytes = self.exporter.encode(batch)  # type: ignore[attr-defined]
+        except Exception as exc:
+            _log.warning(
+                "appsdk: could not encode %d spans for %s: %s",
+                len(batch),
+                self.name,
+                type(exc).__name__,
+            )
+            self.stats.add(export_failures=1, failed_spans=len(batch))
+            return
+        if self._backoff.down or spool.pending(self.spool_key):
+            # Down, or older batches still wait: keep the order, go to the spool.
+            self._spool_put(body, len(batch))
+            return
+        outcome = self._send_encoded(body, len(batch))
+        if outcome.ok:
+            self.stats.add(exported=len(batch))
+            return
+        self.stats.add(export_failures=1)
+        if outcome.retryable:
+            self._backoff.failed()
+            self._spool_put(body, len(batch))
+        else:
+            spool.put(self.spool_key, body, len(batch), rejected=outcome.reason)
+            self.stats.add(rejected=len(batch))
+
+    def _spool_put(self, body: bytes, spans: int) -> None:
+        assert self._spool is not None
+        try:
+            self._spool.put(self.spool_key, body, spans)
+        except Exception as exc:  # a full disk: count the loss, keep running
+            _log.warning("appsdk: could not spool %d spans of %s: %s", spans, self.name, exc)
+            self.stats.add(failed_spans=spans)
+            return
+        self.stats.add(spooled=spans)
+
+    # -- flush and shutdown -------------------------------------------------------------------
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Wait until every span queued before this call has been through an export."""
+        """Wait until every span queued before this call has been exported or spooled."""
         target = self._enqueued
         deadline = time.monotonic() + timeout_millis / 1000
         self._wake.set()
@@ -178,21 +305,48 @@ class BatchExportProcessor(SpanProcessor):
         return True
 
     def shutdown(self, timeout_s: float = 2.0) -> None:
-        """Stop the worker, exporting what fits in ``timeout_s``; count what does not."""
+        """Stop the worker within ``timeout_s``: what it could not send goes to the spool."""
         if self._shutdown:
             return
+        deadline = time.monotonic() + timeout_s
         self._shutdown = True
         self._wake.set()
-        self._worker.join(timeout_s)
-        left = len(self._queue)
+        # Leave a slice of the budget to spool what a hung export still holds.
+        self._worker.join(max(0.0, timeout_s * 0.8 if self._spool else timeout_s))
+        left: list[ReadableSpan] = []
+        while self._queue:
+            left.append(self._queue.popleft())
+        if self._worker.is_alive() and self._spool is not None:
+            inflight = self._inflight
+            if inflight is not None:
+                # It may still arrive; a resend upserts by span id in Langfuse.
+                self._spool_put(*inflight)
+            if left and time.monotonic() < deadline:
+                self._spool_left(left)
+                left = []
         if left:
-            self._queue.clear()
-            self.stats.add(dropped_at_shutdown=left)
+            self.stats.add(dropped_at_shutdown=len(left))
         try:
             self.exporter.shutdown()
         except Exception:  # shutting down must not raise at exit
             _log.debug("appsdk: exporter %s failed to shut down", self.name, exc_info=True)
 
+    def _spool_left(self, spans: list[ReadableSpan]) -> None:
+        for start in range(0, len(spans), self._max_batch):
+            chunk = spans[start : start + self._max_batch]
+            try:
+                body: bytes = self.exporter.encode(chunk)  # type: ignore[attr-defined]
+            except Exception:
+                self.stats.add(dropped_at_shutdown=len(chunk))
+                continue
+            self._spool_put(body, len(chunk))
+
     def snapshot(self) -> dict[str, int]:
         self.stats.queued = len(self._queue)
         return self.stats.snapshot()
+
+    def evicted(self, spans: int) -> None:
+        self.stats.add(spool_evicted=spans, spooled=-spans)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "spool_key": self.spool_key, "down": self._backoff.down}

@@ -78,6 +78,20 @@ class Settings(BaseSettings):
         default=Path(".appsdk/traces.db"), validation_alias=AliasChoices("APPSDK_STORE_PATH")
     )
     """Where the embedded store lives."""
+    spool: bool = Field(default=True, validation_alias=AliasChoices("APPSDK_SPOOL"))
+    """Keep batches a backend cannot take now on disk and resend them (else they are dropped)."""
+    spool_path: Path = Field(
+        default=Path(".appsdk/spool.db"), validation_alias=AliasChoices("APPSDK_SPOOL_PATH")
+    )
+    """Where the spool lives; the next process with the same configuration drains it."""
+    spool_max_bytes: int = Field(
+        default=256 * 1024 * 1024, gt=0, validation_alias=AliasChoices("APPSDK_SPOOL_MAX_BYTES")
+    )
+    """Size bound of the spool; the oldest batches are evicted (and counted) beyond it."""
+    spool_max_age_s: float = Field(
+        default=24 * 3600.0, gt=0, validation_alias=AliasChoices("APPSDK_SPOOL_MAX_AGE_S")
+    )
+    """Age bound of the spool; older batches are evicted (and counted)."""
     export_timeout_s: float = Field(
         default=5.0, gt=0, validation_alias=AliasChoices("APPSDK_EXPORT_TIMEOUT_S")
     )

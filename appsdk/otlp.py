@@ -74,22 +74,32 @@ class OTLPHttpExporter(SpanExporter):
         self._lock = threading.Lock()
         self._closed = False
 
+    def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
+        """The request body for ``spans``: OTLP protobuf, gzip-compressed if configured."""
+        body: bytes = encode_spans(spans).SerializeToString()
+        return gzip.compress(body, compresslevel=5) if self._compression else body
+
     def send(self, spans: Sequence[ReadableSpan]) -> ExportOutcome:
         """Send one batch and say how it went; never raises."""
+        try:
+            body = self.encode(spans)
+        except Exception as exc:  # an encoding bug must not kill the export thread
+            outcome = ExportOutcome(ok=False, reason=f"{type(exc).__name__}: {exc}")
+            self._report(outcome, len(spans))
+            return outcome
+        return self.send_encoded(body, len(spans))
+
+    def send_encoded(self, body: bytes, count: int) -> ExportOutcome:
+        """POST an encoded body (a fresh batch or a spooled one); never raises."""
         if self._closed:
             return ExportOutcome(ok=False, retryable=True, reason="exporter is shut down")
         try:
-            body = encode_spans(spans).SerializeToString()
-            if self._compression:
-                body = gzip.compress(body, compresslevel=5)
             with suppress_instrumentation():
                 response = self._client.post(self.endpoint, content=body)
         except httpx.TimeoutException:
             outcome = ExportOutcome(ok=False, retryable=True, reason="timed out")
         except (httpx.TransportError, RuntimeError) as exc:
             outcome = ExportOutcome(ok=False, retryable=True, reason=type(exc).__name__)
-        except Exception as exc:  # an encoding bug must not kill the export thread
-            outcome = ExportOutcome(ok=False, reason=f"{type(exc).__name__}: {exc}")
         else:
             code = response.status_code
             if 200 <= code < 300:
@@ -101,7 +111,7 @@ class OTLPHttpExporter(SpanExporter):
                     status=code,
                     reason=f"HTTP {code} {response.reason_phrase}",
                 )
-        self._report(outcome, len(spans))
+        self._report(outcome, count)
         return outcome
 
     def _report(self, outcome: ExportOutcome, count: int) -> None:
@@ -114,9 +124,10 @@ class OTLPHttpExporter(SpanExporter):
                 self._hint
                 if outcome.status in (401, 403)
                 else (
-                    "the backend is unreachable or overloaded"
+                    "the backend is unreachable or overloaded; spans wait in the spool and are "
+                    "sent when it recovers (appsdk spool status)"
                     if outcome.retryable
-                    else "the backend rejected the data"
+                    else "the backend rejected the data; it is kept in the spool with the reason"
                 )
             )
             _log.warning(

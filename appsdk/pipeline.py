@@ -32,8 +32,10 @@ from opentelemetry.util.types import Attributes
 from appsdk import semconv
 from appsdk.batching import BatchExportProcessor, ExportSink
 from appsdk.config import Settings, load_settings
+from appsdk.errors import StoreError
 from appsdk.otlp import OTLPHttpExporter, langfuse_exporter
 from appsdk.policy import Policy
+from appsdk.spool import Spool, exporter_key
 from appsdk.store.exporter import LocalStoreExporter
 
 __all__ = ["Pipeline", "configure", "current", "flush", "shutdown", "stats"]
@@ -177,6 +179,7 @@ class Pipeline:
         self._closed = False
         self._lock = threading.Lock()
         self.langfuse_client: Any = None
+        self.spool: Spool | None = None
 
     def add_exporter(self, processor: ExportSink, accept: SpanFilter | None) -> None:
         self.processors.append((processor, accept))
@@ -269,9 +272,32 @@ def _install_provider(settings: Settings) -> TracerProvider:
     return provider
 
 
+def _open_spool(settings: Settings, pipeline: Pipeline) -> Spool | None:
+    if not settings.spool or not (settings.langfuse_enabled or settings.extra_otlp_endpoints()):
+        return None
+
+    def count_eviction(key: str, spans: int) -> None:
+        for processor, _ in pipeline.processors:
+            if getattr(processor, "spool_key", None) == key:
+                processor.evicted(spans)  # type: ignore[attr-defined]
+
+    try:
+        return Spool(
+            settings.spool_path,
+            max_bytes=settings.spool_max_bytes,
+            max_age_s=settings.spool_max_age_s,
+            on_evict=count_eviction,
+        )
+    except StoreError as exc:
+        _log.warning("appsdk: no spool (%s); spans a backend cannot take are dropped", exc)
+        return None
+
+
 def _build(settings: Settings, provider: TracerProvider, policy: Policy) -> Pipeline:
     pipeline = Pipeline(settings, provider, policy)
-    batching = {
+    spool = _open_spool(settings, pipeline)
+    pipeline.spool = spool
+    batching: dict[str, Any] = {
         "max_queue_size": settings.max_queue_size,
         "max_export_batch_size": settings.max_export_batch_size,
         "schedule_delay_s": settings.schedule_delay_ms / 1000,
@@ -285,7 +311,13 @@ def _build(settings: Settings, provider: TracerProvider, policy: Policy) -> Pipe
             timeout_s=settings.export_timeout_s,
         )
         pipeline.add_exporter(
-            BatchExportProcessor(exporter, name="langfuse", **batching),  # type: ignore[arg-type]
+            BatchExportProcessor(
+                exporter,
+                name="langfuse",
+                spool=spool,
+                spool_key=exporter_key("langfuse", exporter.endpoint),
+                **batching,
+            ),
             _langfuse_filter_for(provider, settings),
         )
     for index, (url, headers) in enumerate(settings.extra_otlp_endpoints()):
@@ -293,10 +325,13 @@ def _build(settings: Settings, provider: TracerProvider, policy: Policy) -> Pipe
         exporter = OTLPHttpExporter(
             name=name, endpoint=url, headers=headers, timeout_s=settings.export_timeout_s
         )
-        pipeline.add_exporter(BatchExportProcessor(exporter, name=name, **batching), None)  # type: ignore[arg-type]
+        processor = BatchExportProcessor(
+            exporter, name=name, spool=spool, spool_key=exporter_key(name, url), **batching
+        )
+        pipeline.add_exporter(processor, None)
     if settings.local_store_enabled:
         pipeline.add_exporter(
-            BatchExportProcessor(LocalStoreExporter(settings.store_path), name="local", **batching),  # type: ignore[arg-type]
+            BatchExportProcessor(LocalStoreExporter(settings.store_path), name="local", **batching),
             None,
         )
     return pipeline

@@ -118,10 +118,13 @@ def _local_prompt(
             version is None and wanted_label in labels
         ):
             return LocalPrompt(
-                name=data.get("name", name), version=int(entry["version"]),
-                prompt=entry["prompt"], type=data.get("type", "text"), labels=labels,
+                name=data.get("name", name),
+                version=int(entry["version"]),
+                prompt=entry["prompt"],
+                type=data.get("type", "text"),
+                labels=labels,
                 config=dict(entry.get("config", {})),
-            )  # fmt: skip
+            )
     return None
 
 
@@ -152,12 +155,18 @@ def get_prompt(
     if client is not None and folder is None:
         try:
             return client.get_prompt(
-                name, version=version, label=label, type=type,
-                cache_ttl_seconds=cache_ttl_seconds, fallback=fallback, **langfuse_options,
-            )  # fmt: skip
+                name,
+                version=version,
+                label=label,
+                type=type,
+                cache_ttl_seconds=cache_ttl_seconds,
+                fallback=fallback,
+                **langfuse_options,
+            )
         except Exception as exc:  # the langfuse SDK raises its own and httpx's errors
-            raise PromptError(f"cannot fetch prompt {name!r} from Langfuse: "
-                              f"{type_name(exc)}: {exc}") from exc  # fmt: skip
+            raise PromptError(
+                f"cannot fetch prompt {name!r} from Langfuse: {type_name(exc)}: {exc}"
+            ) from exc
     where = Path(folder or os.environ.get("APPSDK_PROMPTS_DIR") or "prompts")
     found = _local_prompt(name, version, label, where)
     if found is not None:

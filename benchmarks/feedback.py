@@ -16,8 +16,9 @@ def run(quick: bool = False) -> tuple[str, dict[str, float]]:
     count = 300 if quick else 2000
     with tempfile.TemporaryDirectory() as folder, langfuse_stub() as stub:
         settings = load_settings(**stub.options())
-        client = FeedbackClient(settings=settings, outbox_path=Path(folder) / "outbox.db",
-                                start=False)  # fmt: skip
+        client = FeedbackClient(
+            settings=settings, outbox_path=Path(folder) / "outbox.db", start=False
+        )
         started = time.perf_counter()
         for i in range(count):
             client.submit(trace_id="ab" * 16, name=f"rating-{i}", value=i % 5, comment="ok")
@@ -27,6 +28,8 @@ def run(quick: bool = False) -> tuple[str, dict[str, float]]:
         delivered = count / (time.perf_counter() - started)
         assert len(stub.scores) == count
         client.close()
-    rates = {"submitted into the outbox (per s)": submitted,
-             "delivered to the stub (per s, batches of 50)": delivered}  # fmt: skip
+    rates = {
+        "submitted into the outbox (per s)": submitted,
+        "delivered to the stub (per s, batches of 50)": delivered,
+    }
     return table([(k, f"{v:,.0f}") for k, v in rates.items()], ("feedback", "rate")), rates

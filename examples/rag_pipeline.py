@@ -67,10 +67,16 @@ def rate_answer(trace_id: str, user: str, secret: str, client: appsdk.FeedbackCl
     token = appsdk.issue_feedback_token(trace_id, user_id=user, secret=secret)
     app = feedback_app(client=client, secret=secret, user_id=lambda r: r.headers.get("x-user"))
     with sim.serving(app) as url:
-        response = httpx.post(f"{url}/feedback", headers={"x-user": user}, json={
-            "token": token, "name": "helpful", "value": True,
-            "comment": "Clear answer, thanks! (reach me at ana@example.com)",
-        })  # fmt: skip
+        response = httpx.post(
+            f"{url}/feedback",
+            headers={"x-user": user},
+            json={
+                "token": token,
+                "name": "helpful",
+                "value": True,
+                "comment": "Clear answer, thanks! (reach me at ana@example.com)",
+            },
+        )
     return response.status_code
 
 
@@ -87,8 +93,9 @@ def main() -> int:
     ):
         with appsdk.LLMDClient(base_url=simulator.base_url, prices=prices) as client:
             status.update("[bold]retrieving and streaming an answer through llm-d...")
-            with appsdk.trace_attributes(user_id="demo-user", session_id="demo-session",
-                                         tags=["demo"]):  # fmt: skip
+            with appsdk.trace_attributes(
+                user_id="demo-user", session_id="demo-session", tags=["demo"]
+            ):
                 result = rag(client, QUESTION, user_email="ana@example.com")
         status.update("[bold]submitting an end-user rating with a feedback token...")
         feedback = appsdk.FeedbackClient()

@@ -16,10 +16,17 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def _run(script: str, cwd: Path, **env: str) -> str:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("APPSDK_", "LANGFUSE_", "OTEL_"))}  # fmt: skip
-    result = subprocess.run([sys.executable, str(EXAMPLES / script)], cwd=cwd, env={**clean, **env},
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("APPSDK_", "LANGFUSE_", "OTEL_"))
+    }
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / script)],
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -38,8 +45,10 @@ def test_the_demo_prints_the_whole_tree(tmp_path: Path) -> None:
     ):
         assert expected in out, expected
     lines = out.splitlines()
-    depth = {name: next(line.index(name) for line in lines if name in line)
-             for name in ("chat sim-llama-3-8b", "gateway.request", "llm_request")}  # fmt: skip
+    depth = {
+        name: next(line.index(name) for line in lines if name in line)
+        for name in ("chat sim-llama-3-8b", "gateway.request", "llm_request")
+    }
     assert depth["chat sim-llama-3-8b"] < depth["gateway.request"] < depth["llm_request"]
     assert "ana@example.com" not in out
     assert (tmp_path / ".appsdk" / "traces.db").exists()

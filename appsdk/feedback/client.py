@@ -50,11 +50,15 @@ class FeedbackValidationError(AppSDKError, ValueError):
 
     @classmethod
     def from_pydantic(cls, exc: ValidationError) -> FeedbackValidationError:
-        return cls([
-            {"field": ".".join(str(p) for p in e["loc"]) or "feedback",
-             "message": e["msg"].removeprefix("Value error, ")}
-            for e in exc.errors()
-        ])  # fmt: skip
+        return cls(
+            [
+                {
+                    "field": ".".join(str(p) for p in e["loc"]) or "feedback",
+                    "message": e["msg"].removeprefix("Value error, "),
+                }
+                for e in exc.errors()
+            ]
+        )
 
 
 class FeedbackClient:
@@ -86,9 +90,11 @@ class FeedbackClient:
     ) -> None:
         pipeline = _pipeline.current()
         self.settings = settings or (pipeline.settings if pipeline is not None else load_settings())
-        engine = policy.engine if policy is not None else (
-            pipeline.engine if pipeline is not None else Policy.from_env().engine
-        )  # fmt: skip
+        engine = (
+            policy.engine
+            if policy is not None
+            else (pipeline.engine if pipeline is not None else Policy.from_env().engine)
+        )
         self._engine: PolicyEngine = engine
         self._batch_size = batch_size
         self._backoff_base, self._backoff_max = backoff_s
@@ -111,9 +117,10 @@ class FeedbackClient:
             f"{self.settings.langfuse_secret_key.get_secret_value()}"
         )
         self._http = httpx.Client(
-            base_url=self.settings.langfuse_url, timeout=timeout_s,
+            base_url=self.settings.langfuse_url,
+            timeout=timeout_s,
             headers={"authorization": "Basic " + base64.b64encode(credentials.encode()).decode()},
-        )  # fmt: skip
+        )
         if start:
             self._worker = threading.Thread(target=self._run, name="appsdk-feedback", daemon=True)
             self._worker.start()
@@ -148,12 +155,18 @@ class FeedbackClient:
 
         store = TraceStore(self.settings.store_path)
         try:
-            store.write_score(ScoreRecord(
-                id=feedback.id, trace_id=feedback.trace_id,
-                observation_id=feedback.observation_id, name=feedback.name,
-                value=feedback.value, data_type=str(feedback.data_type),
-                comment=payload.get("comment"), created_ns=time.time_ns(),
-            ))  # fmt: skip
+            store.write_score(
+                ScoreRecord(
+                    id=feedback.id,
+                    trace_id=feedback.trace_id,
+                    observation_id=feedback.observation_id,
+                    name=feedback.name,
+                    value=feedback.value,
+                    data_type=str(feedback.data_type),
+                    comment=payload.get("comment"),
+                    created_ns=time.time_ns(),
+                )
+            )
         finally:
             store.close()
 
@@ -204,9 +217,12 @@ class FeedbackClient:
         elif status in (401, 403):
             if not self._warned_auth:
                 self._warned_auth = True
-                _log.warning("appsdk: Langfuse refused the feedback credentials (HTTP %d); "
-                             "feedback stays in the outbox. Check LANGFUSE_PUBLIC_KEY and "
-                             "LANGFUSE_SECRET_KEY.", status)  # fmt: skip
+                _log.warning(
+                    "appsdk: Langfuse refused the feedback credentials (HTTP %d); "
+                    "feedback stays in the outbox. Check LANGFUSE_PUBLIC_KEY and "
+                    "LANGFUSE_SECRET_KEY.",
+                    status,
+                )
             self.outbox.retry_later(ids, f"HTTP {status}", 60.0)
         elif status == 429 or status >= 500:
             delay = retry_after_seconds(response.headers.get("retry-after"))
@@ -234,8 +250,10 @@ class FeedbackClient:
             elif code == 429 or code >= 500:
                 retry.append(item.id)
             else:
-                self.outbox.rejected([item.id], f"HTTP {code}: {result.get('message', '')}"
-                                     if result else f"HTTP {code}")  # fmt: skip
+                self.outbox.rejected(
+                    [item.id],
+                    f"HTTP {code}: {result.get('message', '')}" if result else f"HTTP {code}",
+                )
         if delivered:
             self.outbox.delivered(delivered)
         if retry:

@@ -72,10 +72,12 @@ class Feedback(BaseModel):
     @model_validator(mode="after")
     def _data_type_matches_value(self) -> Feedback:
         inferred: ScoreDataType = (
-            "BOOLEAN" if isinstance(self.value, bool)
-            else "NUMERIC" if isinstance(self.value, int | float)
+            "BOOLEAN"
+            if isinstance(self.value, bool)
+            else "NUMERIC"
+            if isinstance(self.value, int | float)
             else "CATEGORICAL"
-        )  # fmt: skip
+        )
         given = self.data_type
         if given is None:
             object.__setattr__(self, "data_type", inferred)
@@ -97,10 +99,18 @@ class Feedback(BaseModel):
         if self.data_type == "BOOLEAN":
             value = 1 if self.value else 0
         item: dict[str, Any] = {
-            "id": self.id, "traceId": self.trace_id, "name": self.name, "value": value,
-            "dataType": self.data_type, "timestamp": timestamp.isoformat(),
-        }  # fmt: skip
-        optional = {"observationId": self.observation_id, "sessionId": self.session_id,
-                    "comment": comment, "metadata": self.metadata or None}  # fmt: skip
+            "id": self.id,
+            "traceId": self.trace_id,
+            "name": self.name,
+            "value": value,
+            "dataType": self.data_type,
+            "timestamp": timestamp.isoformat(),
+        }
+        optional = {
+            "observationId": self.observation_id,
+            "sessionId": self.session_id,
+            "comment": comment,
+            "metadata": self.metadata or None,
+        }
         item.update({k: v for k, v in optional.items() if v is not None})
         return item

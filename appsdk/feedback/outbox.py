@@ -50,8 +50,9 @@ class Outbox:
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False,
-                                         isolation_level=None)  # fmt: skip
+            self._conn = sqlite3.connect(
+                self.path, timeout=10.0, check_same_thread=False, isolation_level=None
+            )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(_SCHEMA)
@@ -83,8 +84,9 @@ class Outbox:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT id, payload, attempts FROM outbox WHERE state = 'pending' "
-                "AND next_attempt <= ? ORDER BY created LIMIT ?", (time.time(), limit),
-            ).fetchall()  # fmt: skip
+                "AND next_attempt <= ? ORDER BY created LIMIT ?",
+                (time.time(), limit),
+            ).fetchall()
         return [OutboxItem(r[0], json.loads(r[1]), r[2]) for r in rows]
 
     def next_due_in(self) -> float | None:

@@ -70,10 +70,11 @@ def _keys(secret: str | list[str] | None) -> list[str]:
         keys = [secret] if isinstance(secret, str) else list(secret)
     if not keys or any(len(k) < 16 for k in keys):
         raise ConfigError(
-            "APPSDK_FEEDBACK_SECRET", "is not set, or a key is shorter than 16 characters",
+            "APPSDK_FEEDBACK_SECRET",
+            "is not set, or a key is shorter than 16 characters",
             "set it to one or more random keys, comma-separated, newest last "
             "(python -c 'import secrets; print(secrets.token_urlsafe(32))')",
-        )  # fmt: skip
+        )
     return keys
 
 

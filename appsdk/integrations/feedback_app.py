@@ -79,8 +79,11 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
 def _fields(payload: Any) -> tuple[dict[str, Any] | None, list[dict[str, str]]]:
     if not isinstance(payload, dict):
         return None, [{"field": "body", "message": "must be a JSON object"}]
-    problems = [{"field": key, "message": "is not a feedback field"}
-                for key in payload if key not in _FIELDS]  # fmt: skip
+    problems = [
+        {"field": key, "message": "is not a feedback field"}
+        for key in payload
+        if key not in _FIELDS
+    ]
     if not isinstance(payload.get("token"), str) or not payload.get("token"):
         problems.append({"field": "token", "message": "is required (the token from the answer)"})
     if "name" not in payload:
@@ -137,10 +140,13 @@ def feedback_app(
             return _error(429, f"at most {ratings_per_minute} ratings a minute per answer")
         try:
             score = (client or default_client()).submit(
-                trace_id=grant.trace_id, observation_id=grant.observation_id,
-                user_id=grant.user_id, name=fields["name"], value=fields["value"],
+                trace_id=grant.trace_id,
+                observation_id=grant.observation_id,
+                user_id=grant.user_id,
+                name=fields["name"],
+                value=fields["value"],
                 comment=fields.get("comment"),
-            )  # fmt: skip
+            )
         except FeedbackValidationError as exc:
             return _error(400, "invalid feedback", exc.errors)
         except Exception:  # storage failed: the rating was not kept, say so (not a 500)
