@@ -53,6 +53,7 @@ class ExporterStats:
     dropped_queue_full: int = 0
     dropped_at_shutdown: int = 0
     spooled: int = 0
+    resent: int = 0
     spool_evicted: int = 0
     rejected: int = 0
     queued: int = 0
@@ -215,14 +216,16 @@ class BatchExportProcessor(SpanProcessor):
             outcome = self._send_encoded(batch.body, batch.spans)
             if outcome.ok:
                 spool.remove(batch.id)
-                self.stats.add(exported=batch.spans, spooled=-batch.spans)
+                self.stats.add(exported=batch.spans, resent=batch.spans)
                 self._backoff.recovered()
+                with self._flushed:
+                    self._flushed.notify_all()
             elif outcome.retryable:
                 self._backoff.failed()
                 return
             else:
                 spool.reject(batch.id, outcome.reason)
-                self.stats.add(rejected=batch.spans, spooled=-batch.spans)
+                self.stats.add(rejected=batch.spans)
 
     def _send_encoded(self, body: bytes, spans: int) -> ExportOutcome:
         self._inflight = (body, spans)
@@ -304,6 +307,24 @@ class BatchExportProcessor(SpanProcessor):
                 self._wake.set()
         return True
 
+    def drain_spool(self, timeout_s: float) -> bool:
+        """Send what waits in the spool now; True once none is left for this exporter."""
+        spool = self._spool
+        if spool is None:
+            return True
+        deadline = time.monotonic() + timeout_s
+        self._backoff.until = 0.0  # probe now rather than at the next backoff step
+        while spool.pending(self.spool_key):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._worker.is_alive():
+                return False
+            self._wake.set()
+            with self._flushed:
+                self._flushed.wait(min(remaining, 0.1))
+            if self._backoff.down and not self._backoff.may_probe():
+                self._backoff.until = 0.0
+        return True
+
     def shutdown(self, timeout_s: float = 2.0) -> None:
         """Stop the worker within ``timeout_s``: what it could not send goes to the spool."""
         if self._shutdown:
@@ -342,11 +363,19 @@ class BatchExportProcessor(SpanProcessor):
             self._spool_put(body, len(chunk))
 
     def snapshot(self) -> dict[str, int]:
+        """The counters; ``spooled`` and ``resent`` are this process's, ``spool_pending`` is
+        what waits on disk now (from any process with this configuration)."""
         self.stats.queued = len(self._queue)
-        return self.stats.snapshot()
+        values = self.stats.snapshot()
+        if self._spool is not None:
+            try:
+                values["spool_pending"] = self._spool.pending_spans(self.spool_key)
+            except Exception:  # a closed or broken spool must not break stats()
+                values["spool_pending"] = -1
+        return values
 
     def evicted(self, spans: int) -> None:
-        self.stats.add(spool_evicted=spans, spooled=-spans)
+        self.stats.add(spool_evicted=spans)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "spool_key": self.spool_key, "down": self._backoff.down}

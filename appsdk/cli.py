@@ -21,6 +21,8 @@ app = typer.Typer(
 )
 traces_app = typer.Typer(help="Traces in the embedded local store.", no_args_is_help=True)
 app.add_typer(traces_app, name="traces")
+spool_app = typer.Typer(help="Spans waiting on disk for a backend.", no_args_is_help=True)
+app.add_typer(spool_app, name="spool")
 
 StoreOption = Annotated[
     Path | None,
@@ -78,6 +80,54 @@ def traces_show(
     except AppSDKError as exc:
         raise _fail(str(exc)) from None
     Console(width=160).print(tree)
+
+
+@spool_app.command("status")
+def spool_status(
+    path: Annotated[
+        Path | None, typer.Option(help="The spool (default APPSDK_SPOOL_PATH).")
+    ] = None,
+) -> None:
+    """What waits in the spool, per exporter, and what was rejected and why."""
+    from appsdk.config import load_settings
+    from appsdk.spool import Spool
+
+    where = path or load_settings().spool_path
+    if not where.exists():
+        Console().print(f"no spool at {where}: nothing has waited for a backend")
+        return
+    spool = Spool(where)
+    table = Table("exporter", "batches", "spans", "bytes", "oldest")
+    rejected: list[str] = []
+    for status in spool.status():
+        age = f"{status.oldest_age_s:.0f}s ago" if status.oldest_age_s is not None else "-"
+        table.add_row(status.exporter, str(status.batches), str(status.spans),
+                      f"{status.bytes:,}", age)  # fmt: skip
+        rejected += [f"{status.exporter} batch {i}: {reason}" for i, reason in status.rejected]
+    Console().print(table)
+    for line in rejected:
+        Console().print(f"[red]rejected[/red] {line}")
+    spool.close()
+
+
+@spool_app.command("flush")
+def spool_flush(timeout: Annotated[float, typer.Option(help="Seconds to try.")] = 30.0) -> None:
+    """Send what waits in the spool to the backends configured in the environment now."""
+    from appsdk import pipeline
+
+    try:
+        current = pipeline.configure(local_store="never")
+    except AppSDKError as exc:
+        raise _fail(str(exc)) from None
+    done = current.drain_spool(timeout)
+    stats = current.stats()
+    pipeline.shutdown()
+    for name, counts in stats.items():
+        Console().print(
+            f"{name}: sent {counts['exported']} spans, {counts['spooled']} still waiting"
+        )
+    if not done:
+        raise _fail("the spool is not empty: a backend is still down (see the warnings above)")
 
 
 @app.command()

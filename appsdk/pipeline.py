@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -212,8 +213,6 @@ class Pipeline:
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Export everything queued so far; False if the deadline passed first."""
-        import time
-
         deadline = time.monotonic() + timeout_s
         done = True
         for processor, _ in self.processors:
@@ -221,10 +220,18 @@ class Pipeline:
             done = processor.force_flush(int(remaining * 1000)) and done
         return done
 
+    def drain_spool(self, timeout_s: float = 30.0) -> bool:
+        """Send everything waiting in the spool for this configuration; False at the deadline."""
+        deadline = time.monotonic() + timeout_s
+        done = True
+        for processor, _ in self.processors:
+            drain = getattr(processor, "drain_spool", None)
+            if drain is not None:
+                done = drain(max(0.0, deadline - time.monotonic())) and done
+        return done
+
     def shutdown(self, timeout_s: float | None = None) -> None:
         """Export what fits within ``timeout_s`` (default: the settings'), then stop."""
-        import time
-
         with self._lock:
             if self._closed:
                 return

@@ -153,6 +153,16 @@ class Spool:
                 ).fetchone()[0]
             )
 
+    def pending_spans(self, exporter: str) -> int:
+        with self._lock:
+            return int(
+                self._conn.execute(
+                    "SELECT COALESCE(SUM(spans), 0) FROM spool "
+                    "WHERE exporter = ? AND rejected IS NULL",
+                    (exporter,),
+                ).fetchone()[0]
+            )
+
     def status(self) -> list[SpoolStatus]:
         """Per exporter key: pending batches, spans, bytes, oldest age, and rejections."""
         now = self._clock()

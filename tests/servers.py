@@ -102,7 +102,7 @@ class OTLPReceiver:
 
 
 @contextmanager
-def otlp_receiver(**options: Any) -> Iterator[OTLPReceiver]:
+def otlp_receiver(*, port: int = 0, **options: Any) -> Iterator[OTLPReceiver]:
     receiver = OTLPReceiver(**options)
 
     class Handler(BaseHTTPRequestHandler):
@@ -128,7 +128,7 @@ def otlp_receiver(**options: Any) -> Iterator[OTLPReceiver]:
             self.send_header("content-length", "0")
             self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
