@@ -78,6 +78,7 @@ class OTLPReceiver:
     url: str = ""
     status: int = 200
     hang: bool = False
+    delay_s: float = 0.0
     requests: list[Request] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
     release: threading.Event = field(default_factory=threading.Event)
@@ -113,6 +114,8 @@ def otlp_receiver(*, port: int = 0, **options: Any) -> Iterator[OTLPReceiver]:
             if receiver.hang:
                 receiver.release.wait(30)
                 return
+            if receiver.delay_s:
+                receiver.release.wait(receiver.delay_s)
             raw = self.rfile.read(int(self.headers.get("content-length", 0)))
             body = gzip.decompress(raw) if self.headers.get("content-encoding") == "gzip" else raw
             spans = decode(body) if receiver.status == 200 and body else []

@@ -24,6 +24,7 @@ from appsdk.llmd.calls import Call, build_call
 from appsdk.llmd.errors import (
     LLMDError,
     ResponseError,
+    ResponseTooLargeError,
     error_from_exception,
     error_from_response,
 )
@@ -38,6 +39,8 @@ __all__ = ["AsyncLLMDClient", "LLMDClient"]
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+_ERROR_BODY_BYTES = 64 * 1024
 
 
 class _LLMDBase:
@@ -49,6 +52,7 @@ class _LLMDBase:
     _prices: PriceTable | None
     _session_affinity: bool
     _session_token: str | None
+    _max_response_bytes: int
 
     def _setup(
         self,
@@ -57,7 +61,9 @@ class _LLMDBase:
         policy: Policy | None,
         prices: PriceTable | None,
         session_affinity: bool,
+        max_response_bytes: int,
     ) -> None:
+        self._max_response_bytes = max_response_bytes
         self._options = options or h.LLMDOptions()
         self._retry = retry if retry is not None else h.RetryPolicy()
         self._policy = policy
@@ -144,10 +150,24 @@ class _LLMDBase:
             return None
         return self._retry.delay(attempt, getattr(error, "retry_after", None))
 
+    def _too_large(self, call: Call, response: httpx.Response, size: int) -> ResponseTooLargeError:
+        return ResponseTooLargeError(
+            f"the answer is larger than max_response_bytes={self._max_response_bytes} "
+            f"({size} bytes read); raise the limit if such answers are expected",
+            status=response.status_code,
+            request_id=call.request_id,
+        )
+
+    def _declared_too_large(self, response: httpx.Response) -> int | None:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_response_bytes:
+            return int(declared)
+        return None
+
     @staticmethod
-    def _decode(call: Call, response: httpx.Response) -> Any:
+    def _decode(call: Call, response: httpx.Response, body: bytes) -> Any:
         try:
-            return call.parse_json(response.content)
+            return call.parse_json(body)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ResponseError(
                 "the gateway's answer is not JSON",
@@ -167,6 +187,7 @@ class LLMDClient(httpx.Client, _LLMDBase):
             turns retries off.
         policy: overrides the configured policy for this client's content and baggage.
         prices: a :class:`PriceTable` for cost (default: ``APPSDK_PRICES``).
+        max_response_bytes: a larger answer raises ``ResponseTooLargeError`` unread.
 
     Example:
         >>> client = LLMDClient(base_url="http://127.0.0.1:8000")  # doctest: +SKIP
@@ -183,10 +204,11 @@ class LLMDClient(httpx.Client, _LLMDBase):
         policy: Policy | None = None,
         prices: PriceTable | None = None,
         timeout: Any = DEFAULT_TIMEOUT,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         **httpx_options: Any,
     ) -> None:
         super().__init__(base_url=base_url, timeout=timeout, **httpx_options)
-        self._setup(options, retry, policy, prices, session_affinity)
+        self._setup(options, retry, policy, prices, session_affinity, max_response_bytes)
         HTTPXClientInstrumentor.instrument_client(self)
         namespaces = SyncNamespaces(self)
         self.chat = namespaces.chat
@@ -208,14 +230,35 @@ class LLMDClient(httpx.Client, _LLMDBase):
         generation = call.start_generation(self._prices, self._policy)
         response = self._send_with_retries(call, generation, timeout)
         if call.stream:
-            return Stream(response, call, generation)
+            return Stream(response, call, generation, self._max_response_bytes)
         try:
-            result = self._decode(call, response)
+            body = self._read(call, response, self._max_response_bytes)
+            result = self._decode(call, response, body)
         except LLMDError as error:
             generation.fail(error)
             raise
         call.record(generation, result)
         return result
+
+    def _read(self, call: Call, response: httpx.Response, limit: int) -> bytes:
+        """The body, at most ``limit`` bytes; the connection goes back to the pool either way."""
+        try:
+            if (declared := self._declared_too_large(response)) is not None and limit == (
+                self._max_response_bytes
+            ):
+                raise self._too_large(call, response, declared)
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body.extend(chunk)
+                if len(body) > limit:
+                    if limit < self._max_response_bytes:
+                        break  # an error body: the start says enough
+                    raise self._too_large(call, response, len(body))
+            return bytes(body)
+        except httpx.HTTPError as exc:
+            raise error_from_exception(exc, call.request_id) from exc
+        finally:
+            response.close()
 
     def _send_with_retries(
         self, call: Call, generation: Generation, timeout: Any
@@ -232,11 +275,10 @@ class LLMDClient(httpx.Client, _LLMDBase):
             )
             generation.activate()
             try:
-                response = self.send(request, stream=call.stream)
+                response = self.send(request, stream=True)
                 if response.is_success:
                     return response
-                body = response.read().decode(errors="replace")
-                response.close()
+                body = self._read(call, response, _ERROR_BODY_BYTES).decode(errors="replace")
                 error = error_from_response(response, body, call.request_id)
             except httpx.HTTPError as exc:
                 error = error_from_exception(exc, call.request_id)
@@ -355,10 +397,11 @@ class AsyncLLMDClient(httpx.AsyncClient, _LLMDBase):
         policy: Policy | None = None,
         prices: PriceTable | None = None,
         timeout: Any = DEFAULT_TIMEOUT,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         **httpx_options: Any,
     ) -> None:
         super().__init__(base_url=base_url, timeout=timeout, **httpx_options)
-        self._setup(options, retry, policy, prices, session_affinity)
+        self._setup(options, retry, policy, prices, session_affinity, max_response_bytes)
         HTTPXClientInstrumentor.instrument_client(self)
         namespaces = AsyncNamespaces(self)
         self.chat = namespaces.chat
@@ -380,14 +423,35 @@ class AsyncLLMDClient(httpx.AsyncClient, _LLMDBase):
         generation = call.start_generation(self._prices, self._policy)
         response = await self._send_with_retries(call, generation, timeout)
         if call.stream:
-            return AsyncStream(response, call, generation)
+            return AsyncStream(response, call, generation, self._max_response_bytes)
         try:
-            result = self._decode(call, response)
+            body = await self._aread(call, response, self._max_response_bytes)
+            result = self._decode(call, response, body)
         except LLMDError as error:
             generation.fail(error)
             raise
         call.record(generation, result)
         return result
+
+    async def _aread(self, call: Call, response: httpx.Response, limit: int) -> bytes:
+        """The body, at most ``limit`` bytes; the connection goes back to the pool either way."""
+        try:
+            if (declared := self._declared_too_large(response)) is not None and limit == (
+                self._max_response_bytes
+            ):
+                raise self._too_large(call, response, declared)
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body.extend(chunk)
+                if len(body) > limit:
+                    if limit < self._max_response_bytes:
+                        break
+                    raise self._too_large(call, response, len(body))
+            return bytes(body)
+        except httpx.HTTPError as exc:
+            raise error_from_exception(exc, call.request_id) from exc
+        finally:
+            await response.aclose()
 
     async def _send_with_retries(
         self, call: Call, generation: Generation, timeout: Any
@@ -404,12 +468,11 @@ class AsyncLLMDClient(httpx.AsyncClient, _LLMDBase):
             )
             generation.activate()
             try:
-                response = await self.send(request, stream=call.stream)
+                response = await self.send(request, stream=True)
                 if response.is_success:
                     return response
-                body = (await response.aread()).decode(errors="replace")
-                await response.aclose()
-                error = error_from_response(response, body, call.request_id)
+                raw = await self._aread(call, response, _ERROR_BODY_BYTES)
+                error = error_from_response(response, raw.decode(errors="replace"), call.request_id)
             except httpx.HTTPError as exc:
                 error = error_from_exception(exc, call.request_id)
             finally:

@@ -15,6 +15,7 @@
         ├── LLMDTimeoutError            no answer in time
         ├── LLMDConnectionError         the gateway could not be reached
         ├── ResponseError               a body that is not what the API promises
+        │   └── ResponseTooLargeError   larger than max_response_bytes
         └── StreamError                 an error event in the middle of a stream
 """
 
@@ -40,6 +41,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitedError",
     "ResponseError",
+    "ResponseTooLargeError",
     "ServerError",
     "StreamError",
     "UnavailableError",
@@ -165,6 +167,10 @@ class LLMDConnectionError(LLMDError):
 
 class ResponseError(LLMDError):
     """The gateway answered with a body that is not what the API promises."""
+
+
+class ResponseTooLargeError(ResponseError):
+    """The answer is larger than the client's ``max_response_bytes``; it was not read."""
 
 
 class StreamError(LLMDError):

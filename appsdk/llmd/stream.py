@@ -14,7 +14,13 @@ from httpx_sse import EventSource, SSEError
 from pydantic import ValidationError
 
 from appsdk.llmd.calls import Call
-from appsdk.llmd.errors import LLMDError, ResponseError, StreamError, parse_error_body
+from appsdk.llmd.errors import (
+    LLMDError,
+    ResponseError,
+    ResponseTooLargeError,
+    StreamError,
+    parse_error_body,
+)
 from appsdk.llmd.generation import Generation
 from appsdk.llmd.models import ChatCompletionChunk, CompletionChunk, Usage
 
@@ -26,9 +32,11 @@ Chunk = ChatCompletionChunk | CompletionChunk
 class _StreamState:
     """What a stream has received so far; turns SSE data into chunks or errors."""
 
-    def __init__(self, call: Call, generation: Generation) -> None:
+    def __init__(self, call: Call, generation: Generation, max_bytes: int) -> None:
         self.call = call
         self.generation = generation
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self.chunk_type = call.chunk_type()
         self.parts: list[str] = []
         self.usage: Usage | None = None
@@ -51,6 +59,12 @@ class _StreamState:
         """A chunk, or None for ``[DONE]``; raises the stream's error event as StreamError."""
         if data.strip() == "[DONE]":
             return None
+        self.bytes += len(data)
+        if self.bytes > self.max_bytes:
+            raise ResponseTooLargeError(
+                f"the stream is larger than max_response_bytes={self.max_bytes}",
+                request_id=self.call.request_id,
+            )
         if '"error"' in data[:16]:
             message, code = parse_error_body(data)
             raise StreamError(
@@ -113,9 +127,11 @@ _BROKEN = (httpx.HTTPError, SSEError)
 class Stream(Iterator[Chunk]):
     """A streamed answer: iterate it for chunks; ``text`` and ``usage`` once it is done."""
 
-    def __init__(self, response: httpx.Response, call: Call, generation: Generation) -> None:
+    def __init__(
+        self, response: httpx.Response, call: Call, generation: Generation, max_bytes: int
+    ) -> None:
         self.response = response
-        self._state = _StreamState(call, generation)
+        self._state = _StreamState(call, generation, max_bytes)
         self._events = EventSource(response).iter_sse()
 
     @property
@@ -166,9 +182,11 @@ class Stream(Iterator[Chunk]):
 class AsyncStream(AsyncIterator[Chunk]):
     """The async twin of :class:`Stream`; prefer ``async with`` so the connection is freed."""
 
-    def __init__(self, response: httpx.Response, call: Call, generation: Generation) -> None:
+    def __init__(
+        self, response: httpx.Response, call: Call, generation: Generation, max_bytes: int
+    ) -> None:
         self.response = response
-        self._state = _StreamState(call, generation)
+        self._state = _StreamState(call, generation, max_bytes)
         self._events = EventSource(response).aiter_sse()
 
     @property

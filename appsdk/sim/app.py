@@ -63,6 +63,8 @@ class SimConfig:
     ``x-sim-stream-error-after``: an SSE error event after N chunks.
     ``x-sim-ttft-ms``, ``x-sim-itl-ms``: time to first token and between tokens.
     ``x-sim-garbage``: ``json`` (an unparsable body) or ``sse`` (a malformed event).
+    ``x-sim-reset-after``: drop the connection after N streamed chunks.
+    ``x-sim-pad-bytes``: add N bytes of padding to a JSON answer.
     """
 
     ttft_ms: float = 0.0
@@ -263,9 +265,19 @@ async def _generate(request: Request, state: _State, *, chat: bool) -> Response:
             "usage": usage,
             "prompt_logprobs": None,
             "kv_transfer_params": None,
+            **_padding(request),
         },
         headers=headers,
     )
+
+
+def _padding(request: Request) -> dict[str, str]:
+    size = int(request.headers.get("x-sim-pad-bytes", "0"))
+    return {"padding": "x" * size} if size else {}
+
+
+class SimulatedReset(Exception):
+    """Raised inside a stream so the server drops the connection, as a crashed pod would."""
 
 
 @dataclass
@@ -315,6 +327,7 @@ async def _stream_events(
     state: _State,
 ) -> AsyncIterator[bytes]:
     error_after = request.headers.get("x-sim-stream-error-after")
+    reset_after = request.headers.get("x-sim-reset-after")
     garbage = request.headers.get("x-sim-garbage") == "sse"
     base = {
         "id": response_id,
@@ -340,6 +353,8 @@ async def _stream_events(
                     }
                 )
                 return
+            if reset_after is not None and index == int(reset_after):
+                raise SimulatedReset("connection dropped mid-stream")
             if garbage and index == 1:
                 yield b"data: {this is not json\n\n"
             last = index == len(tokens) - 1
