@@ -82,6 +82,63 @@ class ExportSink(Protocol):
     def snapshot(self) -> dict[str, int]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    body: bytes
+    spans: int
+    spool_id: int | None
+
+
+class _Sender:
+    """Sends one request at a time on its own thread, so a hung backend never holds batching."""
+
+    def __init__(self, send: Any, done: Any, name: str) -> None:
+        self._send = send
+        self._done = done
+        self._job: _Job | None = None
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name=f"appsdk-send-{name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._job is not None
+
+    @property
+    def current(self) -> _Job | None:
+        return self._job
+
+    def submit(self, job: _Job) -> bool:
+        with self._cond:
+            if self._job is not None:
+                return False
+            self._job = job
+            self._cond.notify_all()
+            return True
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._job is None, max(0.0, timeout_s))
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._job is not None)
+                job = self._job
+            assert job is not None
+            try:
+                outcome: ExportOutcome = self._send(job.body, job.spans)
+            except Exception as exc:  # an exporter bug must not kill the sender
+                outcome = ExportOutcome(ok=False, retryable=True, reason=type(exc).__name__)
+            try:
+                self._done(job, outcome)
+            except Exception:
+                _log.warning("appsdk: recording an export result failed", exc_info=True)
+            with self._cond:
+                self._job = None
+                self._cond.notify_all()
+
+
 class _Backoff:
     """When to probe a failing backend again: 0.5 s doubling to 30 s."""
 
@@ -138,7 +195,6 @@ class BatchExportProcessor(SpanProcessor):
         self.spool_key = spool_key or name
         self._backoff = _Backoff()
         self._queue: collections.deque[ReadableSpan] = collections.deque()
-        self._inflight: tuple[bytes, int] | None = None
         self._shutdown = False
         self._full_warned = False
         self._start_worker()
@@ -157,6 +213,8 @@ class BatchExportProcessor(SpanProcessor):
             target=self._run, name=f"appsdk-export-{self.name}", daemon=True
         )
         self._worker.start()
+        if self._spool is not None:
+            self._sender = _Sender(self.exporter.send_encoded, self._sent, self.name)  # type: ignore[attr-defined]
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         return None
@@ -204,38 +262,42 @@ class BatchExportProcessor(SpanProcessor):
                 self._flushed.notify_all()
 
     def _drain_spool(self) -> None:
-        """Send spooled batches oldest first while the backend takes them."""
+        """Hand the oldest spooled batch to the sender, if it is free and the backend is up."""
         spool = self._spool
-        if spool is None or (self._backoff.down and not self._backoff.may_probe()):
+        if spool is None or self._sender.busy:
             return
-        while not (self._shutdown and self._backoff.down):
-            oldest = spool.oldest(self.spool_key)
-            if not oldest:
-                return
+        if self._backoff.down and (self._shutdown or not self._backoff.may_probe()):
+            return
+        oldest = spool.oldest(self.spool_key)
+        if oldest:
             batch = oldest[0]
-            outcome = self._send_encoded(batch.body, batch.spans)
-            if outcome.ok:
-                spool.remove(batch.id)
-                self.stats.add(exported=batch.spans, resent=batch.spans)
-                self._backoff.recovered()
-                with self._flushed:
-                    self._flushed.notify_all()
-            elif outcome.retryable:
-                self._backoff.failed()
-                return
-            else:
-                spool.reject(batch.id, outcome.reason)
-                self.stats.add(rejected=batch.spans)
+            self._sender.submit(_Job(batch.body, batch.spans, batch.id))
 
-    def _send_encoded(self, body: bytes, spans: int) -> ExportOutcome:
-        self._inflight = (body, spans)
-        try:
-            outcome: ExportOutcome = self.exporter.send_encoded(body, spans)  # type: ignore[attr-defined]
-        except Exception as exc:  # an exporter bug must not kill the worker
-            outcome = ExportOutcome(ok=False, retryable=True, reason=type(exc).__name__)
-        finally:
-            self._inflight = None
-        return outcome
+    def _sent(self, job: _Job, outcome: ExportOutcome) -> None:
+        """The sender's report on one request (runs on the sender thread)."""
+        spool = self._spool
+        assert spool is not None
+        if outcome.ok:
+            if job.spool_id is not None:
+                spool.remove(job.spool_id)
+                self.stats.add(exported=job.spans, resent=job.spans)
+            else:
+                self.stats.add(exported=job.spans)
+            self._backoff.recovered()
+            self._wake.set()  # more may wait in the spool
+        elif outcome.retryable:
+            self.stats.add(export_failures=1)
+            self._backoff.failed()
+            if job.spool_id is None:
+                self._spool_put(job.body, job.spans)
+        else:
+            self.stats.add(export_failures=1, rejected=job.spans)
+            if job.spool_id is not None:
+                spool.reject(job.spool_id, outcome.reason)
+            else:
+                spool.put(self.spool_key, job.body, job.spans, rejected=outcome.reason)
+        with self._flushed:
+            self._flushed.notify_all()
 
     def _export(self, batch: list[ReadableSpan]) -> None:
         if self._spool is not None:
@@ -257,29 +319,18 @@ class BatchExportProcessor(SpanProcessor):
         try:
             body: bytes = self.exporter.encode(batch)  # type: ignore[attr-defined]
         except Exception as exc:
-            _log.warning(
-                "appsdk: could not encode %d spans for %s: %s",
-                len(batch),
-                self.name,
-                type(exc).__name__,
-            )
+            _log.warning("appsdk: could not encode %d spans for %s: %s", len(batch), self.name,
+                         type(exc).__name__)  # fmt: skip
             self.stats.add(export_failures=1, failed_spans=len(batch))
             return
-        if self._backoff.down or spool.pending(self.spool_key):
-            # Down, or older batches still wait: keep the order, go to the spool.
+        # Down, slow (the sender still waits on a request), or older batches still waiting:
+        # to the spool, in order. Batching never waits on the network.
+        if (
+            self._backoff.down
+            or spool.pending(self.spool_key)
+            or not self._sender.submit(_Job(body, len(batch), None))
+        ):
             self._spool_put(body, len(batch))
-            return
-        outcome = self._send_encoded(body, len(batch))
-        if outcome.ok:
-            self.stats.add(exported=len(batch))
-            return
-        self.stats.add(export_failures=1)
-        if outcome.retryable:
-            self._backoff.failed()
-            self._spool_put(body, len(batch))
-        else:
-            spool.put(self.spool_key, body, len(batch), rejected=outcome.reason)
-            self.stats.add(rejected=len(batch))
 
     def _spool_put(self, body: bytes, spans: int) -> None:
         assert self._spool is not None
@@ -305,7 +356,17 @@ class BatchExportProcessor(SpanProcessor):
                     return False
                 self._flushed.wait(min(remaining, 0.1))
                 self._wake.set()
-        return True
+        if self._spool is None:
+            return True
+        # A slow backend leaves batches in the spool while it is up: flushing sends them too.
+        while self._spool.pending(self.spool_key) and not self._backoff.down:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._wake.set()
+            with self._flushed:
+                self._flushed.wait(min(remaining, 0.1))
+        return self._sender.wait_idle(deadline - time.monotonic())
 
     def drain_spool(self, timeout_s: float) -> bool:
         """Send what waits in the spool now; True once none is left for this exporter."""
@@ -333,15 +394,18 @@ class BatchExportProcessor(SpanProcessor):
         self._shutdown = True
         self._wake.set()
         # Leave a slice of the budget to spool what a hung export still holds.
-        self._worker.join(max(0.0, timeout_s * 0.8 if self._spool else timeout_s))
+        self._worker.join(max(0.0, timeout_s * 0.7 if self._spool else timeout_s))
         left: list[ReadableSpan] = []
         while self._queue:
             left.append(self._queue.popleft())
-        if self._worker.is_alive() and self._spool is not None:
-            inflight = self._inflight
-            if inflight is not None:
-                # It may still arrive; a resend upserts by span id in Langfuse.
-                self._spool_put(*inflight)
+        if self._spool is not None:
+            if self._sender.busy and not self._sender.wait_idle(
+                min(0.1, deadline - time.monotonic())
+            ):
+                job = self._sender.current
+                if job is not None and job.spool_id is None:
+                    # Still in flight: keep a copy; a resend upserts by span id in Langfuse.
+                    self._spool_put(job.body, job.spans)
             if left and time.monotonic() < deadline:
                 self._spool_left(left)
                 left = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import client, decorator, feedback, redaction
+from benchmarks import client, decorator, export, feedback, redaction
 from benchmarks.common import machine
 
 
@@ -15,6 +15,7 @@ def main() -> None:
         ("Decorator overhead", decorator),
         ("Redaction", redaction),
         ("llm-d client", client),
+        ("Export and memory", export),
         ("Feedback", feedback),
     )
     for title, module in sections:

@@ -68,7 +68,7 @@ def test_tracing_backend_faults_never_reach_the_app(
         assert [handler(i) for i in range(300)] == list(range(300))
         appsdk.flush(10)
     stats = appsdk.stats()["langfuse"]
-    accounted = (stats["exported"] + stats["spooled"] + stats["rejected"]
+    accounted = (stats["exported"] + stats["spool_pending"] + stats["rejected"]
                  + stats["dropped_queue_full"] + stats["queued"])  # fmt: skip
     assert accounted == 300, stats
     if mode == "slow":

@@ -209,15 +209,10 @@ def test_a_backend_that_never_answers_costs_the_app_nothing(
         assert time.monotonic() - started < 3.0
         stats = appsdk.stats()["langfuse"]
         assert stats["exported"] == 0
-        assert stats["dropped_queue_full"] > 0  # the one hung request held the worker
-        # every span is accounted for: spooled (the hung batch too) or counted as dropped
-        kept_or_counted = (
-            stats["spooled"]
-            + stats["dropped_queue_full"]
-            + stats["dropped_at_shutdown"]
-            + stats["failed_spans"]
-        )
-        assert kept_or_counted == 1200
+        # the hung request holds only the sender: spans go to the spool; what a tight loop
+        # outran the bounded queue with is counted, none is unaccounted for
+        assert stats["spooled"] > 0
+        assert stats["spooled"] + stats["dropped_queue_full"] + stats["dropped_at_shutdown"] == 1200
     assert "topsecret" not in caplog.text
 
 
