@@ -21,11 +21,14 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy --strict appsdk
 
-test: lint typecheck
+docs: $(BIN)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
+test: lint typecheck docs
 	$(BIN)/pytest
 
 bench: $(BIN)/.installed
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks --write docs/performance.md
 
 clean:
 	rm -rf $(VENV) .appsdk .pytest_cache .mypy_cache .ruff_cache
