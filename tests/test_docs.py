@@ -19,6 +19,12 @@ def test_every_setting_and_variable_is_in_the_configuration_reference() -> None:
         assert isinstance(alias, AliasChoices)
         for variable in alias.choices:
             assert f"`{variable}`" in text, variable
-    for variable in ("APPSDK_CAPTURE", "APPSDK_PSEUDONYM_KEY", "APPSDK_PRICES",
-                     "APPSDK_PROMPTS_DIR", "APPSDK_FEEDBACK_SECRET", "APPSDK_FEEDBACK_OUTBOX"):
+    for variable in (
+        "APPSDK_CAPTURE",
+        "APPSDK_PSEUDONYM_KEY",
+        "APPSDK_PRICES",
+        "APPSDK_PROMPTS_DIR",
+        "APPSDK_FEEDBACK_SECRET",
+        "APPSDK_FEEDBACK_OUTBOX",
+    ):
         assert f"`{variable}`" in text, variable
