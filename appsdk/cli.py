@@ -135,7 +135,7 @@ def doctor() -> None:
     """Check the configuration and that each backend is reachable; say what to fix."""
     from appsdk.doctor import run_checks
 
-    console = Console()
+    console = Console(soft_wrap=True)
     ok = True
     for check in run_checks():
         mark = "[green]ok[/green]" if check.ok else "[red]FAIL[/red]"

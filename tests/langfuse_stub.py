@@ -35,6 +35,7 @@ class LangfuseStub:
     score_rejects: set[str] = field(default_factory=set)
     hang_scores: threading.Event | None = None
     score_receipts: dict[str, int] = field(default_factory=dict)
+    span_ids: list[str] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     score_posts: int = 0
@@ -158,7 +159,12 @@ def _handler(stub: LangfuseStub) -> type[BaseHTTPRequestHandler]:
             path, _, body = begun
             if path == "/api/public/otel/v1/traces":
                 if self.headers.get("content-encoding") == "gzip":
-                    gzip.decompress(body)
+                    body = gzip.decompress(body)
+                from tests.servers import decode
+
+                with stub.changed:
+                    stub.span_ids.extend(span.span_id for span in decode(body))
+                    stub.changed.notify_all()
                 self._reply(200, {})
             elif path == "/api/public/scores":
                 self._scores(json.loads(body))
