@@ -319,8 +319,12 @@ class BatchExportProcessor(SpanProcessor):
         try:
             body: bytes = self.exporter.encode(batch)  # type: ignore[attr-defined]
         except Exception as exc:
-            _log.warning("appsdk: could not encode %d spans for %s: %s", len(batch), self.name,
-                         type(exc).__name__)  # fmt: skip
+            _log.warning(
+                "appsdk: could not encode %d spans for %s: %s",
+                len(batch),
+                self.name,
+                type(exc).__name__,
+            )
             self.stats.add(export_failures=1, failed_spans=len(batch))
             return
         # Down, slow (the sender still waits on a request), or older batches still waiting:

@@ -101,8 +101,9 @@ def spool_status(
     rejected: list[str] = []
     for status in spool.status():
         age = f"{status.oldest_age_s:.0f}s ago" if status.oldest_age_s is not None else "-"
-        table.add_row(status.exporter, str(status.batches), str(status.spans),
-                      f"{status.bytes:,}", age)  # fmt: skip
+        table.add_row(
+            status.exporter, str(status.batches), str(status.spans), f"{status.bytes:,}", age
+        )
         rejected += [f"{status.exporter} batch {i}: {reason}" for i, reason in status.rejected]
     Console().print(table)
     for line in rejected:

@@ -13,27 +13,42 @@ from benchmarks import client, decorator, export, feedback, redaction
 from benchmarks.common import machine
 
 SECTIONS = (
-    ("Decorator overhead", decorator,
-     "A decorated call with a small string input and output, under the default (redacted) "
-     "policy, against `langfuse.observe` and a bare OpenTelemetry SDK span carrying the same "
-     "attributes set by hand, all exporting to a no-op exporter. Overhead is the median call "
-     "minus the undecorated call."),
-    ("Redaction", redaction,
-     "Built-in detectors over 10 KB of prose, clean and with an e-mail, a phone number and an "
-     "API key in it."),
-    ("llm-d client", client,
-     "A non-streaming chat call against the simulator in its own process on loopback: plain "
-     "httpx, the minimal traced call (one bare span around a request from an httpx client "
-     "instrumented with opentelemetry-instrumentation-httpx) and `LLMDClient.chat`; and the "
-     "added cost per streamed chunk."),
-    ("Export and memory", export,
-     "Spans per second through one exporter to a loopback OTLP receiver and to the local "
-     "store; resident memory after 100,000 spans in a tight loop with the backend blackholed "
-     "(it accepts connections and never answers)."),
-    ("Feedback", feedback,
-     "Submissions per second into the durable outbox (one fsync'd transaction each) and "
-     "deliveries per second to a Langfuse stub."),
-)  # fmt: skip
+    (
+        "Decorator overhead",
+        decorator,
+        "A decorated call with a small string input and output, under the default (redacted) "
+        "policy, against `langfuse.observe` and a bare OpenTelemetry SDK span carrying the same "
+        "attributes set by hand, all exporting to a no-op exporter. Overhead is the median call "
+        "minus the undecorated call.",
+    ),
+    (
+        "Redaction",
+        redaction,
+        "Built-in detectors over 10 KB of prose, clean and with an e-mail, a phone number and an "
+        "API key in it.",
+    ),
+    (
+        "llm-d client",
+        client,
+        "A non-streaming chat call against the simulator in its own process on loopback: plain "
+        "httpx, the minimal traced call (one bare span around a request from an httpx client "
+        "instrumented with opentelemetry-instrumentation-httpx) and `LLMDClient.chat`; and the "
+        "added cost per streamed chunk.",
+    ),
+    (
+        "Export and memory",
+        export,
+        "Spans per second through one exporter to a loopback OTLP receiver and to the local "
+        "store; resident memory after 100,000 spans in a tight loop with the backend blackholed "
+        "(it accepts connections and never answers).",
+    ),
+    (
+        "Feedback",
+        feedback,
+        "Submissions per second into the durable outbox (one fsync'd transaction each) and "
+        "deliveries per second to a Langfuse stub.",
+    ),
+)
 
 NOTES = """
 ## Reading the numbers
@@ -71,10 +86,15 @@ def main() -> None:
 
 
 def _page(header: str, quick: bool) -> str:
-    lines = ["# Performance", "",
-             "Measured by `make bench` (`python -m benchmarks --write docs/performance.md`), "
-             f"{datetime.date.today().isoformat()}, {header.removeprefix('machine: ')}"
-             + (" (quick run)" if quick else "") + ".", ""]  # fmt: skip
+    lines = [
+        "# Performance",
+        "",
+        "Measured by `make bench` (`python -m benchmarks --write docs/performance.md`), "
+        f"{datetime.date.today().isoformat()}, {header.removeprefix('machine: ')}"
+        + (" (quick run)" if quick else "")
+        + ".",
+        "",
+    ]
     for title, module, about in SECTIONS:
         text, _ = module.LAST  # type: ignore[attr-defined]
         lines += [f"## {title}", "", about, "", text, ""]

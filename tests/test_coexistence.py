@@ -63,8 +63,9 @@ def _env() -> dict[str, str]:
 
 def test_a_langfuse_client_created_first_exports_nothing_twice() -> None:
     with langfuse_stub() as stub:
-        subprocess.run([sys.executable, "-c", LANGFUSE_FIRST, stub.url], check=True,
-                       env=_env(), timeout=60)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-c", LANGFUSE_FIRST, stub.url], check=True, env=_env(), timeout=60
+        )
         stub.wait_for(lambda s: len(set(s.span_ids)) >= 2)
         counts = Counter(stub.span_ids)
     assert len(counts) == 2 and set(counts.values()) == {1}, counts
@@ -72,8 +73,12 @@ def test_a_langfuse_client_created_first_exports_nothing_twice() -> None:
 
 def test_appsdk_rides_along_on_the_applications_own_provider() -> None:
     with otlp_receiver() as app_backend, otlp_receiver() as ours:
-        subprocess.run([sys.executable, "-c", PROVIDER_FIRST, app_backend.traces_url,
-                        ours.traces_url], check=True, env=_env(), timeout=60)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-c", PROVIDER_FIRST, app_backend.traces_url, ours.traces_url],
+            check=True,
+            env=_env(),
+            timeout=60,
+        )
         theirs_seen = {s.name for s in app_backend.wait_for_spans(2)}
         ours_seen = {s.name for s in ours.wait_for_spans(2)}
     assert theirs_seen == ours_seen == {"ours", "theirs"}

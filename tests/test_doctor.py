@@ -21,19 +21,26 @@ def test_doctor_accepts_good_keys_and_a_reachable_collector(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with langfuse_stub() as stub, otlp_receiver() as receiver:
-        code, out = _doctor(monkeypatch, LANGFUSE_PUBLIC_KEY="pk-lf-test",
-                            LANGFUSE_SECRET_KEY="sk-lf-test-secret", LANGFUSE_BASE_URL=stub.url,
-                            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url)  # fmt: skip
+        code, out = _doctor(
+            monkeypatch,
+            LANGFUSE_PUBLIC_KEY="pk-lf-test",
+            LANGFUSE_SECRET_KEY="sk-lf-test-secret",
+            LANGFUSE_BASE_URL=stub.url,
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+        )
     assert code == 0, out
     assert "ok  langfuse" in out and f"ok  otlp {receiver.url}/v1/traces" in out
 
 
 def test_doctor_names_the_variables_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     with langfuse_stub() as stub:
-        code, out = _doctor(monkeypatch, LANGFUSE_PUBLIC_KEY="pk-lf-test",
-                            LANGFUSE_SECRET_KEY="sk-lf-wrong-and-secret",
-                            LANGFUSE_BASE_URL=stub.url,
-                            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://127.0.0.1:9/v1/traces")  # fmt: skip
+        code, out = _doctor(
+            monkeypatch,
+            LANGFUSE_PUBLIC_KEY="pk-lf-test",
+            LANGFUSE_SECRET_KEY="sk-lf-wrong-and-secret",
+            LANGFUSE_BASE_URL=stub.url,
+            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://127.0.0.1:9/v1/traces",
+        )
     assert code == 1
     assert "rejected the keys" in out and "LANGFUSE_SECRET_KEY" in out
     assert "unreachable" in out and "OTEL_EXPORTER_OTLP_ENDPOINT" in out

@@ -56,9 +56,14 @@ def test_tracing_backend_faults_never_reach_the_app(
     backend: tuple[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     mode, url = backend
-    appsdk.configure(langfuse_public_key="pk-lf-test", langfuse_secret_key=SECRET,
-                     langfuse_base_url=url, spool_path=tmp_path / "spool.db",
-                     max_export_batch_size=50, export_timeout_s=2)  # fmt: skip
+    appsdk.configure(
+        langfuse_public_key="pk-lf-test",
+        langfuse_secret_key=SECRET,
+        langfuse_base_url=url,
+        spool_path=tmp_path / "spool.db",
+        max_export_batch_size=50,
+        export_timeout_s=2,
+    )
 
     @appsdk.observe()
     def handler(i: int) -> int:
@@ -68,8 +73,13 @@ def test_tracing_backend_faults_never_reach_the_app(
         assert [handler(i) for i in range(300)] == list(range(300))
         appsdk.flush(10)
     stats = appsdk.stats()["langfuse"]
-    accounted = (stats["exported"] + stats["spool_pending"] + stats["rejected"]
-                 + stats["dropped_queue_full"] + stats["queued"])  # fmt: skip
+    accounted = (
+        stats["exported"]
+        + stats["spool_pending"]
+        + stats["rejected"]
+        + stats["dropped_queue_full"]
+        + stats["queued"]
+    )
     assert accounted == 300, stats
     if mode == "slow":
         assert stats["exported"] == 300
@@ -82,11 +92,16 @@ def test_tracing_backend_faults_never_reach_the_app(
 
 @pytest.fixture
 def one_connection_client() -> Iterator[tuple[appsdk.LLMDClient, sim.Simulator]]:
-    with sim.running() as simulator, appsdk.LLMDClient(
-        base_url=simulator.base_url, limits=httpx.Limits(max_connections=1),
-        timeout=httpx.Timeout(10, pool=2), retry=appsdk.RetryPolicy(max_attempts=1),
-        max_response_bytes=50_000,
-    ) as client:  # fmt: skip
+    with (
+        sim.running() as simulator,
+        appsdk.LLMDClient(
+            base_url=simulator.base_url,
+            limits=httpx.Limits(max_connections=1),
+            timeout=httpx.Timeout(10, pool=2),
+            retry=appsdk.RetryPolicy(max_attempts=1),
+            max_response_bytes=50_000,
+        ) as client,
+    ):
         yield client, simulator
 
 
@@ -161,14 +176,22 @@ def test_exit_flushes_spans_in_time_and_keeps_feedback_for_the_next_start(
     outbox, spool = str(tmp_path / "outbox.db"), str(tmp_path / "spool.db")
     with langfuse_stub() as stub:
         stub.score_status = 503
-        subprocess.run([sys.executable, "-c", EXIT_SCRIPT, stub.url, outbox, spool, "exit"],
-                       check=True, env=env, timeout=60)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-c", EXIT_SCRIPT, stub.url, outbox, spool, "exit"],
+            check=True,
+            env=env,
+            timeout=60,
+        )
         assert stub.count("/api/public/otel/v1/traces") >= 1  # spans flushed at exit
         assert stub.scores == {}
         stub.score_status = None
-        second = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, stub.url, outbox, spool,
-                                 "deliver"], capture_output=True, text=True, env=env,
-                                timeout=90)  # fmt: skip
+        second = subprocess.run(
+            [sys.executable, "-c", EXIT_SCRIPT, stub.url, outbox, spool, "deliver"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=90,
+        )
         assert second.stdout.strip() == "flushed", second.stderr
         # the 25 kept from the first process, and the second process's own 25
         assert len(stub.scores) == 50
@@ -184,8 +207,9 @@ def test_16_threads_of_1000_calls_each_keep_every_span_once_with_its_parent() ->
         return child(i)
 
     with capture_spans() as captured:
-        threads = [threading.Thread(target=lambda: [parent(i) for i in range(1000)])
-                   for _ in range(16)]  # fmt: skip
+        threads = [
+            threading.Thread(target=lambda: [parent(i) for i in range(1000)]) for _ in range(16)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -58,9 +58,13 @@ def test_refused_then_recovered_with_a_sigkill_between_loses_nothing(tmp_path: P
     spool = str(tmp_path / "spool.db")
     port = _free_port()
     url = f"http://127.0.0.1:{port}/v1/traces"
-    first = subprocess.Popen([sys.executable, "-c", PRODUCER, url, spool, "100",
-                              "flush-then-wait"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True, env=_env())  # fmt: skip
+    first = subprocess.Popen(
+        [sys.executable, "-c", PRODUCER, url, spool, "100", "flush-then-wait"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     assert first.stdout is not None
     produced = json.loads(first.stdout.readline())
     assert first.stdout.readline().strip() == "flushed"
@@ -104,9 +108,13 @@ def test_a_backend_that_never_answers_exits_in_time_and_loses_nothing(tmp_path: 
         assert elapsed < 2 + 5, elapsed
         assert Spool(spool).pending_spans(exporter_key("otlp", receiver.traces_url)) == 50
         receiver.hang = False
-        drained = subprocess.run([sys.executable, "-c", PRODUCER, receiver.traces_url, spool,
-                                  "0", "drain"], capture_output=True, text=True, env=_env(),
-                                 timeout=60)  # fmt: skip
+        drained = subprocess.run(
+            [sys.executable, "-c", PRODUCER, receiver.traces_url, spool, "0", "drain"],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=60,
+        )
         assert "drained" in drained.stdout, drained.stderr
         assert set(produced) <= {s.span_id for s in receiver.spans}
 
@@ -115,8 +123,9 @@ def test_rejections_are_kept_with_the_reason_and_reported_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with otlp_receiver(status=400) as receiver:
-        pipeline = appsdk.configure(otlp_traces_endpoint=receiver.traces_url,
-                                    spool_path=tmp_path / "spool.db")  # fmt: skip
+        pipeline = appsdk.configure(
+            otlp_traces_endpoint=receiver.traces_url, spool_path=tmp_path / "spool.db"
+        )
         with caplog.at_level(logging.WARNING, logger="appsdk"):
             for _ in range(3):
                 with pipeline.tracer.start_as_current_span("x"):
@@ -153,8 +162,12 @@ def test_the_spool_stays_within_its_bounds_and_counts_evictions(tmp_path: Path) 
 
 def test_a_long_outage_is_bounded_and_counted_in_stats(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{_free_port()}/v1/traces"
-    pipeline = appsdk.configure(otlp_traces_endpoint=url, spool_path=tmp_path / "spool.db",
-                                spool_max_bytes=20_000, max_export_batch_size=10)  # fmt: skip
+    pipeline = appsdk.configure(
+        otlp_traces_endpoint=url,
+        spool_path=tmp_path / "spool.db",
+        spool_max_bytes=20_000,
+        max_export_batch_size=10,
+    )
     for round_ in range(30):
         for i in range(10):
             with pipeline.tracer.start_as_current_span(f"outage-{round_}-{i}" + "x" * 200):
