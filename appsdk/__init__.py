@@ -10,38 +10,93 @@ Quick start::
     def answer(question: str) -> str: ...
 
 Then ``appsdk traces show last`` prints the trace as a tree.
+
+Names are re-exported lazily (PEP 562): ``import appsdk`` stays cheap, and the llm-d client,
+feedback and settings modules load on first use.
 """
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from appsdk._version import __version__
-from appsdk.config import Settings
-from appsdk.errors import AppSDKError, ConfigError, StoreError
-from appsdk.feedback import (
-    Feedback,
-    FeedbackClient,
-    issue_feedback_token,
-    submit_feedback,
-    verify_feedback_token,
-)
-from appsdk.llmd import (
-    AsyncLLMDClient,
-    LLMDClient,
-    LLMDError,
-    LLMDOptions,
-    RetryPolicy,
-)
-from appsdk.observation import Observation
-from appsdk.observe import (
-    get_current_observation_id,
-    get_current_trace_id,
-    observe,
-    start_observation,
-    update_current_observation,
-)
-from appsdk.pipeline import Pipeline, configure, flush, shutdown, stats
-from appsdk.policy import CaptureMode, Policy
-from appsdk.pricing import ModelPrice, PriceTable
-from appsdk.prompts import get_prompt, use_prompt
-from appsdk.trace_context import ContextThreadPoolExecutor, trace_attributes, wrap_context
+
+if TYPE_CHECKING:
+    from appsdk.config import Settings
+    from appsdk.errors import AppSDKError, ConfigError, StoreError
+    from appsdk.feedback import (
+        Feedback,
+        FeedbackClient,
+        issue_feedback_token,
+        submit_feedback,
+        verify_feedback_token,
+    )
+    from appsdk.llmd import AsyncLLMDClient, LLMDClient, LLMDError, LLMDOptions, RetryPolicy
+    from appsdk.observation import Observation
+    from appsdk.observe import (
+        get_current_observation_id,
+        get_current_trace_id,
+        observe,
+        start_observation,
+        update_current_observation,
+    )
+    from appsdk.pipeline import Pipeline, configure, flush, shutdown, stats
+    from appsdk.policy import CaptureMode, Policy
+    from appsdk.pricing import ModelPrice, PriceTable
+    from appsdk.prompts import get_prompt, use_prompt
+    from appsdk.trace_context import ContextThreadPoolExecutor, trace_attributes, wrap_context
+
+_WHERE = {
+    "AppSDKError": "appsdk.errors",
+    "ConfigError": "appsdk.errors",
+    "StoreError": "appsdk.errors",
+    "Settings": "appsdk.config",
+    "Feedback": "appsdk.feedback",
+    "FeedbackClient": "appsdk.feedback",
+    "issue_feedback_token": "appsdk.feedback",
+    "submit_feedback": "appsdk.feedback",
+    "verify_feedback_token": "appsdk.feedback",
+    "AsyncLLMDClient": "appsdk.llmd",
+    "LLMDClient": "appsdk.llmd",
+    "LLMDError": "appsdk.llmd",
+    "LLMDOptions": "appsdk.llmd",
+    "RetryPolicy": "appsdk.llmd",
+    "Observation": "appsdk.observation",
+    "get_current_observation_id": "appsdk.observe",
+    "get_current_trace_id": "appsdk.observe",
+    "observe": "appsdk.observe",
+    "start_observation": "appsdk.observe",
+    "update_current_observation": "appsdk.observe",
+    "Pipeline": "appsdk.pipeline",
+    "configure": "appsdk.pipeline",
+    "flush": "appsdk.pipeline",
+    "shutdown": "appsdk.pipeline",
+    "stats": "appsdk.pipeline",
+    "CaptureMode": "appsdk.policy",
+    "Policy": "appsdk.policy",
+    "ModelPrice": "appsdk.pricing",
+    "PriceTable": "appsdk.pricing",
+    "get_prompt": "appsdk.prompts",
+    "use_prompt": "appsdk.prompts",
+    "ContextThreadPoolExecutor": "appsdk.trace_context",
+    "trace_attributes": "appsdk.trace_context",
+    "wrap_context": "appsdk.trace_context",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'appsdk' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "AppSDKError",

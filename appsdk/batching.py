@@ -25,10 +25,9 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from appsdk.otlp import ExportOutcome
 from appsdk.spool import Spool
 
-__all__ = ["BatchExportProcessor", "ExportSink", "ExporterStats"]
+__all__ = ["BatchExportProcessor", "ExportOutcome", "ExportSink", "ExporterStats"]
 
 _log = logging.getLogger("appsdk")
 _COUNTERS = (
@@ -41,6 +40,16 @@ _COUNTERS = (
     "spool_evicted",
     "rejected",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ExportOutcome:
+    """What one export attempt came to."""
+
+    ok: bool
+    retryable: bool = False
+    status: int | None = None
+    reason: str = ""
 
 
 @dataclass(slots=True)

@@ -14,7 +14,6 @@ import gzip
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import httpx
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -22,21 +21,13 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from appsdk.batching import ExportOutcome
+
 __all__ = ["ExportOutcome", "OTLPHttpExporter", "langfuse_exporter"]
 
 _log = logging.getLogger("appsdk")
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-
-
-@dataclass(frozen=True, slots=True)
-class ExportOutcome:
-    """What one export attempt came to."""
-
-    ok: bool
-    retryable: bool = False
-    status: int | None = None
-    reason: str = ""
 
 
 class OTLPHttpExporter(SpanExporter):

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
@@ -32,12 +32,12 @@ from opentelemetry.util.types import Attributes
 
 from appsdk import semconv
 from appsdk.batching import BatchExportProcessor, ExportSink
-from appsdk.config import Settings, load_settings
 from appsdk.errors import StoreError
-from appsdk.otlp import OTLPHttpExporter, langfuse_exporter
 from appsdk.policy import Policy
 from appsdk.spool import Spool, exporter_key
-from appsdk.store.exporter import LocalStoreExporter
+
+if TYPE_CHECKING:
+    from appsdk.config import Settings
 
 __all__ = ["Pipeline", "configure", "current", "flush", "shutdown", "stats"]
 
@@ -301,6 +301,10 @@ def _open_spool(settings: Settings, pipeline: Pipeline) -> Spool | None:
 
 
 def _build(settings: Settings, provider: TracerProvider, policy: Policy) -> Pipeline:
+    # Imported here: httpx and the store are not needed until a pipeline is built.
+    from appsdk.otlp import OTLPHttpExporter, langfuse_exporter
+    from appsdk.store.exporter import LocalStoreExporter
+
     pipeline = Pipeline(settings, provider, policy)
     spool = _open_spool(settings, pipeline)
     pipeline.spool = spool
@@ -412,6 +416,8 @@ def configure(*, policy: Policy | None = None, **options: Any) -> Pipeline:
         ConfigError: an option or environment variable is invalid.
     """
     global _atexit_registered
+    from appsdk.config import load_settings
+
     settings = load_settings(**options)
     policy = policy if policy is not None else Policy.from_env()
     from appsdk import egress
