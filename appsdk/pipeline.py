@@ -439,6 +439,11 @@ def configure(*, policy: Policy | None = None, **options: Any) -> Pipeline:
     if previous is not None:
         previous.shutdown()
     _attach_langfuse_client(pipeline)
+    from appsdk.metrics_export import install_meter_provider
+
+    meter_provider = install_meter_provider(settings)
+    if meter_provider is not None:
+        pipeline.on_shutdown.append(lambda: meter_provider.force_flush(1000))
     return pipeline
 
 

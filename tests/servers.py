@@ -118,7 +118,8 @@ def otlp_receiver(*, port: int = 0, **options: Any) -> Iterator[OTLPReceiver]:
                 receiver.release.wait(receiver.delay_s)
             raw = self.rfile.read(int(self.headers.get("content-length", 0)))
             body = gzip.decompress(raw) if self.headers.get("content-encoding") == "gzip" else raw
-            spans = decode(body) if receiver.status == 200 and body else []
+            is_traces = not self.path.endswith("/v1/metrics")
+            spans = decode(body) if receiver.status == 200 and body and is_traces else []
             with receiver.changed:
                 receiver.requests.append(
                     Request(
