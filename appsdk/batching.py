@@ -453,6 +453,3 @@ class BatchExportProcessor(SpanProcessor):
 
     def evicted(self, spans: int) -> None:
         self.stats.add(spool_evicted=spans)
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "spool_key": self.spool_key, "down": self._backoff.down}

@@ -15,7 +15,6 @@ from typing import Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
-from opentelemetry.sdk.trace import Span
 from opentelemetry.trace import Status, StatusCode
 
 from appsdk import semconv
@@ -236,7 +235,3 @@ class Observation:
             self.fail(exc)
         else:
             self.end()
-
-
-def is_sdk_span(span: trace_api.Span) -> bool:
-    return isinstance(span, Span)

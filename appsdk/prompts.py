@@ -165,7 +165,7 @@ def get_prompt(
             )
         except Exception as exc:  # the langfuse SDK raises its own and httpx's errors
             raise PromptError(
-                f"cannot fetch prompt {name!r} from Langfuse: {type_name(exc)}: {exc}"
+                f"cannot fetch prompt {name!r} from Langfuse: {exc.__class__.__name__}: {exc}"
             ) from exc
     where = Path(folder or os.environ.get("APPSDK_PROMPTS_DIR") or "prompts")
     found = _local_prompt(name, version, label, where)
@@ -179,7 +179,3 @@ def get_prompt(
         f"no prompt {name!r} with {selector} in {where.resolve()}; add {name}.json there, "
         "configure Langfuse, or pass fallback="
     )
-
-
-def type_name(error: BaseException) -> str:
-    return type(error).__name__

@@ -35,7 +35,7 @@ class Finding:
 _NOT_BEFORE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 _LOCAL_PART = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
 _HEX_OR_COLON = frozenset("0123456789abcdefABCDEF:")
-_DIGITS = "0123456789"
+
 
 # Detectors anchored at a literal prefix: (prefix, pattern matched at the prefix, label).
 _PREFIXED: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
@@ -83,7 +83,7 @@ _BY_GATE: dict[str, list[tuple[int, str, re.Pattern[str], str]]] = {}
 for _prefix, _pattern, _label in _PREFIXED:
     _gate, _offset = _gate_of(_prefix)
     _BY_GATE.setdefault(_gate, []).append((_offset, _prefix, _pattern, _label))
-_DIGITS_TO_NUL = str.maketrans({**{d: "\x00" for d in "0123456789"}, "\x00": "\x01"})
+_DIGITS_TO_NUL = str.maketrans({**dict.fromkeys("0123456789", "\x00"), "\x00": "\x01"})
 
 _EMAIL_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*)(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _URL_CREDENTIALS = re.compile(r"[^\s/?#@:\"']+:[^\s/?#@\"']+(?=@)")
