@@ -7,6 +7,7 @@ so nothing is sent there.
 
 from __future__ import annotations
 
+import atexit
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -43,5 +44,7 @@ def install_meter_provider(settings: Settings) -> Any:
     )
     provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
     metrics.set_meter_provider(provider)
+    # The SDK's own exit hook waits up to 30 s for a dead collector; keep appsdk's deadline.
+    atexit.register(provider.shutdown, timeout_millis=int(settings.shutdown_timeout_s * 1000))
     _installed = provider
     return provider

@@ -441,9 +441,7 @@ def configure(*, policy: Policy | None = None, **options: Any) -> Pipeline:
     _attach_langfuse_client(pipeline)
     from appsdk.metrics_export import install_meter_provider
 
-    meter_provider = install_meter_provider(settings)
-    if meter_provider is not None:
-        pipeline.on_shutdown.append(lambda: meter_provider.force_flush(1000))
+    install_meter_provider(settings)
     return pipeline
 
 
