@@ -78,6 +78,9 @@ class Settings(BaseSettings):
         default=Path(".appsdk/traces.db"), validation_alias=AliasChoices("APPSDK_STORE_PATH")
     )
     """Where the embedded store lives."""
+    metrics: bool = Field(default=True, validation_alias=AliasChoices("APPSDK_METRICS"))
+    """Export the llm-d client's GenAI metrics to the OTLP endpoint when the app has no
+    MeterProvider of its own."""
     spool: bool = Field(default=True, validation_alias=AliasChoices("APPSDK_SPOOL"))
     """Keep batches a backend cannot take now on disk and resend them (else they are dropped)."""
     spool_path: Path = Field(

@@ -28,7 +28,11 @@ def install_meter_provider(settings: Settings) -> Any:
     if _installed is not None:
         return _installed
     endpoints = settings.extra_otlp_endpoints()
-    if not endpoints or not (settings.otlp_traces_endpoint or settings.otlp_endpoint):
+    if (
+        not settings.metrics
+        or not endpoints
+        or not (settings.otlp_traces_endpoint or settings.otlp_endpoint)
+    ):
         return None
     if type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider":
         return None  # the application installed its own: the client's metrics go there

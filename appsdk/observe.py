@@ -156,8 +156,8 @@ def observe(
         )
         if inspect.iscoroutinefunction(function):
             return _async_wrapper(function, settings)  # type: ignore[return-value]
-        if inspect.isasyncgenfunction(function):
-            return _async_gen_wrapper(function, settings)  # type: ignore[return-value]
+        # Generator and async generator functions return their iterator at once: the sync
+        # wrapper hands it to a traced iterator that ends the observation when it is done.
         return _sync_wrapper(function, settings)  # type: ignore[return-value]
 
     return decorate(func) if func is not None else decorate
@@ -264,22 +264,6 @@ def _async_wrapper(function: Callable[..., Any], options: _Options) -> Callable[
         try:
             result = await function(*args, **kwargs)
         except BaseException as error:  # CancelledError too: the span must still end
-            observation.fail(error)
-            raise
-        return _finish(observation, options, result)
-
-    return wrapper
-
-
-def _async_gen_wrapper(function: Callable[..., Any], options: _Options) -> Callable[..., Any]:
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        observation = _begin(options, args, kwargs)
-        if observation is None:
-            return function(*args, **kwargs)
-        try:
-            result = function(*args, **kwargs)
-        except BaseException as error:
             observation.fail(error)
             raise
         return _finish(observation, options, result)

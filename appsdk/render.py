@@ -11,10 +11,11 @@ from rich.tree import Tree
 from appsdk import semconv
 from appsdk.store.db import ScoreRecord, SpanRecord
 
-__all__ = ["trace_tree"]
+__all__ = ["decoded", "trace_tree"]
 
 
-def _json(value: Any) -> Any:
+def decoded(value: Any) -> Any:
+    """A JSON-encoded attribute value decoded, or the value itself if it is not JSON."""
     if isinstance(value, str):
         try:
             return json.loads(value)
@@ -31,7 +32,7 @@ def _observation_type(span: SpanRecord) -> str:
 
 
 def _tokens(attrs: dict[str, Any]) -> str | None:
-    usage = _json(attrs.get(semconv.LF_USAGE))
+    usage = decoded(attrs.get(semconv.LF_USAGE))
     if isinstance(usage, dict) and usage:
         return f"tokens {usage.get('input', '?')} in / {usage.get('output', '?')} out"
     inp = attrs.get(semconv.GEN_AI_INPUT_TOKENS, attrs.get("gen_ai.usage.prompt_tokens"))
@@ -44,7 +45,7 @@ def _tokens(attrs: dict[str, Any]) -> str | None:
 
 
 def _cost(attrs: dict[str, Any]) -> str | None:
-    cost = _json(attrs.get(semconv.LF_COST))
+    cost = decoded(attrs.get(semconv.LF_COST))
     total = cost.get("total") if isinstance(cost, dict) else attrs.get(semconv.GEN_AI_USAGE_COST)
     return f"cost {total:.6f}" if isinstance(total, int | float) else None
 

@@ -10,14 +10,13 @@ eviction is counted.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from appsdk.errors import StoreError
+from appsdk.sqlite import open_database
 
 __all__ = ["Spool", "SpoolStatus", "SpooledBatch", "exporter_key"]
 
@@ -85,17 +84,8 @@ class Spool:
         self._on_evict = on_evict
         self._clock = clock
         self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                self.path, timeout=10.0, check_same_thread=False, isolation_level=None
-            )
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL: a killed process loses nothing; only a power cut may lose the last batch.
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open the export spool at {self.path}: {exc}") from exc
+        # NORMAL: a killed process loses nothing; only a power cut may lose the last batch.
+        self._conn = open_database(self.path, _SCHEMA, what="export spool")
 
     def put(self, exporter: str, body: bytes, spans: int, rejected: str | None = None) -> None:
         with self._lock:

@@ -13,7 +13,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,17 +24,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from appsdk import pipeline as _pipeline
 from appsdk import semconv
 from appsdk.policy import Policy
+from appsdk.render import decoded
 
 __all__ = ["CapturedObservation", "SpanCapture", "capture_spans"]
-
-
-def _decoded(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 @dataclass(frozen=True)
@@ -91,13 +82,13 @@ class SpanCapture:
                     id=f"{ctx.span_id:016x}",
                     trace_id=f"{ctx.trace_id:032x}",
                     parent_id=f"{span.parent.span_id:016x}" if span.parent else None,
-                    input=_decoded(attrs.get(semconv.LF_INPUT)),
-                    output=_decoded(attrs.get(semconv.LF_OUTPUT)),
+                    input=decoded(attrs.get(semconv.LF_INPUT)),
+                    output=decoded(attrs.get(semconv.LF_OUTPUT)),
                     level=str(attrs.get(semconv.LF_LEVEL, "DEFAULT")),
                     status_message=attrs.get(semconv.LF_STATUS_MESSAGE),  # type: ignore[arg-type]
                     model=attrs.get(semconv.LF_MODEL) or attrs.get(semconv.GEN_AI_RESPONSE_MODEL),  # type: ignore[arg-type]
-                    usage=_decoded(attrs.get(semconv.LF_USAGE)),
-                    cost=_decoded(attrs.get(semconv.LF_COST)),
+                    usage=decoded(attrs.get(semconv.LF_USAGE)),
+                    cost=decoded(attrs.get(semconv.LF_COST)),
                     attributes=attrs,
                 )
             )

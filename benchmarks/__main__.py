@@ -76,30 +76,28 @@ NOTES = """
 def main() -> None:
     quick = "--quick" in sys.argv
     header = f"machine: {machine()}"
-    parts = [header, ""]
+    print(header, "\n", flush=True)
+    tables: dict[str, str] = {}
     for title, module, _ in SECTIONS:
-        text, _ = module.run(quick=quick)
-        print(f"## {title}\n\n{text}\n", flush=True)
-        parts.append(f"## {title}\n\n{text}\n")
+        tables[title], _ = module.run(quick=quick)
+        print(f"## {title}\n\n{tables[title]}\n", flush=True)
     if "--write" in sys.argv:
         target = Path(sys.argv[sys.argv.index("--write") + 1])
-        target.write_text(_page(header, quick))
+        target.write_text(_page(header, tables, quick))
         print(f"wrote {target}")
 
 
-def _page(header: str, quick: bool) -> str:
+def _page(header: str, tables: dict[str, str], quick: bool) -> str:
+    when = f"{datetime.date.today().isoformat()}, {header.removeprefix('machine: ')}"
     lines = [
         "# Performance",
         "",
         "Measured by `make bench` (`python -m benchmarks --write docs/performance.md`), "
-        f"{datetime.date.today().isoformat()}, {header.removeprefix('machine: ')}"
-        + (" (quick run)" if quick else "")
-        + ".",
+        f"{when}" + (" (quick run)" if quick else "") + ".",
         "",
     ]
-    for title, module, about in SECTIONS:
-        text, _ = module.LAST  # type: ignore[attr-defined]
-        lines += [f"## {title}", "", about, "", text, ""]
+    for title, _, about in SECTIONS:
+        lines += [f"## {title}", "", about, "", tables[title], ""]
     return "\n".join(lines) + NOTES
 
 

@@ -55,16 +55,7 @@ def simulator(tokens: int) -> Iterator[str]:
         process.wait(10)
 
 
-LAST: tuple[str, dict[str, float]] = ("", {})
-
-
 def run(quick: bool = False) -> tuple[str, dict[str, float]]:
-    global LAST
-    LAST = _run(quick)
-    return LAST
-
-
-def _run(quick: bool) -> tuple[str, dict[str, float]]:
     pipeline = appsdk.configure(local_store="never")
     pipeline.add_exporter(BatchExportProcessor(NoOpExporter(), name="noop"), None)
     tracer = trace.get_tracer("bench")

@@ -57,16 +57,7 @@ def _appsdk_variant() -> Any:
     return appsdk.observe()(answer)
 
 
-LAST: tuple[str, dict[str, float]] = ("", {})
-
-
 def run(quick: bool = False) -> tuple[str, dict[str, float]]:
-    global LAST
-    LAST = _run(quick)
-    return LAST
-
-
-def _run(quick: bool) -> tuple[str, dict[str, float]]:
     variants = {
         "no tracing": lambda: answer(QUESTION),
         "bare OTel span (same attributes by hand)": (

@@ -48,16 +48,7 @@ def _throughput(count: int, **options: object) -> float:
     return count / elapsed
 
 
-LAST: tuple[str, dict[str, float]] = ("", {})
-
-
 def run(quick: bool = False) -> tuple[str, dict[str, float]]:
-    global LAST
-    LAST = _run(quick)
-    return LAST
-
-
-def _run(quick: bool) -> tuple[str, dict[str, float]]:
     count = 5_000 if quick else 50_000
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder, otlp_receiver() as receiver:

@@ -11,16 +11,8 @@ from appsdk.feedback import FeedbackClient
 from benchmarks.common import table
 from tests.langfuse_stub import langfuse_stub
 
-LAST: tuple[str, dict[str, float]] = ("", {})
-
 
 def run(quick: bool = False) -> tuple[str, dict[str, float]]:
-    global LAST
-    LAST = _run(quick)
-    return LAST
-
-
-def _run(quick: bool) -> tuple[str, dict[str, float]]:
     count = 300 if quick else 2000
     with tempfile.TemporaryDirectory() as folder, langfuse_stub() as stub:
         settings = load_settings(**stub.options())

@@ -19,16 +19,7 @@ DIRTY = (
 )
 
 
-LAST: tuple[str, dict[str, float]] = ("", {})
-
-
 def run(quick: bool = False) -> tuple[str, dict[str, float]]:
-    global LAST
-    LAST = _run(quick)
-    return LAST
-
-
-def _run(quick: bool) -> tuple[str, dict[str, float]]:
     redactor = Policy().redactor
     assert "ana.silva" not in redactor.redact(DIRTY)
     medians = interleaved(

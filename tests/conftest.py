@@ -19,6 +19,9 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
         if name.startswith(_PREFIXES):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+    # A global MeterProvider would outlive the test's collector; the metrics tests run in
+    # their own processes with the default (on).
+    monkeypatch.setenv("APPSDK_METRICS", "false")
     yield
     appsdk.shutdown(timeout_s=2.0)
     _forget_langfuse_clients()

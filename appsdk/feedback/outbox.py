@@ -9,14 +9,13 @@ same timestamp) upserts in Langfuse instead of duplicating.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appsdk.errors import AppSDKError
+from appsdk.sqlite import open_database
 
 __all__ = ["Outbox", "OutboxItem"]
 
@@ -48,16 +47,8 @@ class Outbox:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                self.path, timeout=10.0, check_same_thread=False, isolation_level=None
-            )
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise AppSDKError(f"cannot open the feedback outbox at {self.path}: {exc}") from exc
+        # FULL: a rating is on disk before submit() returns, even across a power cut.
+        self._conn = open_database(self.path, _SCHEMA, what="feedback outbox", synchronous="FULL")
 
     def put(self, item_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Store (or replace) a score; keeps the first timestamp of this id. Returns the row."""

@@ -100,16 +100,16 @@ class ModelNotFoundError(LLMDError):
     """No such model or LoRA adapter behind the gateway (404)."""
 
 
-class RateLimitedError(LLMDError):
-    """The gateway shed the request (429); retry after ``retry_after`` seconds if given.
-
-    Retryable.
+class _Shed(LLMDError):
+    """A request the gateway turned away for now: retryable, maybe with a wait and a reason.
 
     Attributes:
-        dropped_reason: ``rejected-saturated``, ``rejected-ttl-expired``, ... from
-            ``x-llm-d-request-dropped-reason``.
+        dropped_reason: ``rejected-saturated``, ``rejected-ttl-expired``,
+            ``rejected-no-endpoints``, ... from ``x-llm-d-request-dropped-reason``.
         retry_after: seconds from the ``Retry-After`` header, if any.
     """
+
+    retryable = True
 
     def __init__(
         self,
@@ -123,34 +123,17 @@ class RateLimitedError(LLMDError):
         self.dropped_reason = dropped_reason
         self.retry_after = retry_after
 
-    retryable = True
+
+class RateLimitedError(_Shed):
+    """The gateway shed the request (429); retry after ``retry_after`` seconds if given."""
 
 
 class ServerError(LLMDError):
     """The gateway or vLLM failed (5xx)."""
 
 
-class UnavailableError(ServerError):
-    """No capacity to serve the request now (503). Retryable.
-
-    Attributes:
-        dropped_reason: from ``x-llm-d-request-dropped-reason``.
-        retry_after: seconds from ``Retry-After``, if any.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        dropped_reason: str | None = None,
-        retry_after: float | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(message, **kwargs)
-        self.dropped_reason = dropped_reason
-        self.retry_after = retry_after
-
-    retryable = True
+class UnavailableError(_Shed, ServerError):
+    """No capacity to serve the request now (503); retryable."""
 
 
 class NoEndpointsError(UnavailableError):
@@ -235,7 +218,7 @@ def error_from_response(response: httpx.Response, body: str, request_id: str | N
     if dropped:
         message = f"{message} [dropped: {dropped}]"
     common: dict[str, Any] = {"status": status, "code": code, "request_id": request_id}
-    if issubclass(kind, RateLimitedError | UnavailableError):
+    if issubclass(kind, _Shed):
         return kind(message, dropped_reason=dropped, retry_after=retry_after, **common)
     return kind(message, **common)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from appsdk.errors import StoreError
+from appsdk.sqlite import open_database
 
 __all__ = ["ScoreRecord", "SpanRecord", "TraceStore", "TraceSummary"]
 
@@ -113,16 +114,7 @@ class TraceStore:
                 "(e.g. `make demo`), or point APPSDK_STORE_PATH at the right file"
             )
         self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                self.path, timeout=10.0, check_same_thread=False, isolation_level=None
-            )
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open the trace store at {self.path}: {exc}") from exc
+        self._conn = open_database(self.path, _SCHEMA, what="trace store")
 
     def close(self) -> None:
         with self._lock:
