@@ -18,7 +18,7 @@ import os
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from opentelemetry.context import Context
@@ -30,16 +30,6 @@ from appsdk.spool import Spool
 __all__ = ["BatchExportProcessor", "ExportOutcome", "ExportSink", "ExporterStats"]
 
 _log = logging.getLogger("appsdk")
-_COUNTERS = (
-    "exported",
-    "export_failures",
-    "failed_spans",
-    "dropped_queue_full",
-    "dropped_at_shutdown",
-    "spooled",
-    "spool_evicted",
-    "rejected",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +65,7 @@ class ExporterStats:
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
-            values = {name: getattr(self, name) for name in _COUNTERS}
-            values["queued"] = self.queued
-            return values
+            return {f.name: getattr(self, f.name) for f in fields(self) if f.name[0] != "_"}
 
 
 class ExportSink(Protocol):

@@ -125,7 +125,8 @@ def spool_flush(timeout: Annotated[float, typer.Option(help="Seconds to try.")] 
     pipeline.shutdown()
     for name, counts in stats.items():
         Console().print(
-            f"{name}: sent {counts['exported']} spans, {counts['spooled']} still waiting"
+            f"{name}: sent {counts['resent']} spooled spans, "
+            f"{counts.get('spool_pending', 0)} still waiting"
         )
     if not done:
         raise _fail("the spool is not empty: a backend is still down (see the warnings above)")

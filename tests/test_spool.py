@@ -177,3 +177,25 @@ def test_a_long_outage_is_bounded_and_counted_in_stats(tmp_path: Path) -> None:
     assert stats["spool_evicted"] > 0
     assert stats["spooled"] == 300 and stats["spool_pending"] + stats["spool_evicted"] == 300
     assert Spool(tmp_path / "spool.db").total_bytes() <= 20_000
+
+
+def test_spool_flush_on_the_command_line_sends_what_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = tmp_path / "spool.db"
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/v1/traces"
+    pipeline = appsdk.configure(otlp_traces_endpoint=url, spool_path=spool)
+    for i in range(5):
+        with pipeline.tracer.start_as_current_span(f"waiting-{i}"):
+            pass
+    appsdk.shutdown()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url)
+    monkeypatch.setenv("APPSDK_SPOOL_PATH", str(spool))
+    status = CliRunner().invoke(cli, ["spool", "status"])
+    assert "otlp:" in status.output and " 5 " in status.output
+    with otlp_receiver(port=port) as receiver:
+        result = CliRunner().invoke(cli, ["spool", "flush", "--timeout", "20"])
+        assert result.exit_code == 0, result.output
+        assert "otlp: sent 5 spooled spans, 0 still waiting" in result.output
+        assert {s.name for s in receiver.wait_for_spans(5)} == {f"waiting-{i}" for i in range(5)}
