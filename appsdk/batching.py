@@ -13,6 +13,7 @@ appends to the deque.
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import os
 import threading
@@ -206,6 +207,8 @@ class BatchExportProcessor(SpanProcessor):
         self._flushed = threading.Condition()
         self._exported_upto = 0
         self._enqueued = 0
+        # next() on itertools.count is atomic under the GIL, "+= 1" from many threads is not.
+        self._enqueue_count = itertools.count(1)
         self._worker = threading.Thread(
             target=self._run, name=f"appsdk-export-{self.name}", daemon=True
         )
@@ -231,7 +234,7 @@ class BatchExportProcessor(SpanProcessor):
                 )
             return
         self._queue.append(span)
-        self._enqueued += 1
+        self._enqueued = next(self._enqueue_count)
         if len(self._queue) >= self._max_batch:
             self._wake.set()
 
