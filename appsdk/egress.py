@@ -9,6 +9,7 @@ It runs in the span's ``on_end``, so unredacted content never waits in an export
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ _KIND_BY_PREFIX: tuple[tuple[str, ContentKind], ...] = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def kind_of_key(key: str, generation: bool) -> ContentKind | None:
     """Which kind of content an attribute key carries, or None if it is not content."""
     if key in _INPUT_KEYS:

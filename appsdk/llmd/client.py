@@ -158,6 +158,12 @@ class _LLMDBase:
             request_id=call.request_id,
         )
 
+    @staticmethod
+    def _declared_within(response: httpx.Response, limit: int) -> bool:
+        """A Content-Length within the limit: the body can be read in one go."""
+        declared = response.headers.get("content-length", "")
+        return declared.isdigit() and int(declared) <= limit
+
     def _declared_too_large(self, response: httpx.Response) -> int | None:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self._max_response_bytes:
@@ -247,6 +253,8 @@ class LLMDClient(httpx.Client, _LLMDBase):
                 self._max_response_bytes
             ):
                 raise self._too_large(call, response, declared)
+            if self._declared_within(response, limit):
+                return response.read()
             body = bytearray()
             for chunk in response.iter_bytes():
                 body.extend(chunk)
@@ -440,6 +448,8 @@ class AsyncLLMDClient(httpx.AsyncClient, _LLMDBase):
                 self._max_response_bytes
             ):
                 raise self._too_large(call, response, declared)
+            if self._declared_within(response, limit):
+                return await response.aread()
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body.extend(chunk)
