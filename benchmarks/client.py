@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
 import appsdk
 from appsdk.batching import BatchExportProcessor
-from benchmarks.common import NoOpExporter, interleaved, table
+from benchmarks.common import NoOpExporter, interleaved, paired_ratio, rounds_of, table
 
 MODEL = "sim-llama-3-8b"
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "What does llm-d do?"}]}
@@ -77,13 +78,15 @@ def run(quick: bool = False) -> tuple[str, dict[str, float]]:
                 model=MODEL, messages=BODY["messages"], max_tokens=16
             ),
         }
-        medians = interleaved(variants, calls=20 if quick else 100, rounds=3 if quick else 9)
+        samples = rounds_of(variants, calls=20 if quick else 60, rounds=3 if quick else 25)
+        medians = {name: statistics.median(values) for name, values in samples.items()}
         streaming = _streaming(url, plain, llmd, quick)
         plain.close(), instrumented.close(), llmd.close()
     appsdk.shutdown()
     ratios = {
-        "LLMDClient / minimal traced call (target <= 1.15)": medians["LLMDClient.chat"]
-        / medians["minimal traced (span + instrumented httpx)"],
+        "LLMDClient / minimal traced call (target <= 1.15)": paired_ratio(
+            samples, "LLMDClient.chat", "minimal traced (span + instrumented httpx)"
+        ),
         "LLMDClient added over plain httpx (us)": medians["LLMDClient.chat"]
         - medians["plain httpx"],
         "streaming: added per chunk (us)": streaming,

@@ -35,17 +35,31 @@ def per_call_us(fn: Callable[[], object], calls: int) -> float:
     return (time.perf_counter() - started) / calls * 1e6
 
 
-def interleaved(
+def rounds_of(
     variants: dict[str, Callable[[], object]], *, calls: int, rounds: int
-) -> dict[str, float]:
-    """Median per-call microseconds of each variant, the variants taking turns each round."""
+) -> dict[str, list[float]]:
+    """Per-call microseconds of each variant, round by round, the variants taking turns."""
     for fn in variants.values():  # warm up caches, queues and lazy imports
         per_call_us(fn, max(1, calls // 10))
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, fn in variants.items():
             samples[name].append(per_call_us(fn, calls))
+    return samples
+
+
+def interleaved(
+    variants: dict[str, Callable[[], object]], *, calls: int, rounds: int
+) -> dict[str, float]:
+    """Median per-call microseconds of each variant, the variants taking turns each round."""
+    samples = rounds_of(variants, calls=calls, rounds=rounds)
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def paired_ratio(samples: dict[str, list[float]], numerator: str, denominator: str) -> float:
+    """The median of per-round ratios: each pair ran back to back, so load drift cancels."""
+    pairs = zip(samples[numerator], samples[denominator], strict=True)
+    return statistics.median(n / d for n, d in pairs)
 
 
 def machine() -> str:

@@ -53,6 +53,7 @@ class _LLMDBase:
     _session_affinity: bool
     _session_token: str | None
     _max_response_bytes: int
+    _option_headers: tuple[tuple[str, str], ...]
 
     def _setup(
         self,
@@ -65,6 +66,7 @@ class _LLMDBase:
     ) -> None:
         self._max_response_bytes = max_response_bytes
         self._options = options or h.LLMDOptions()
+        self._option_headers = tuple(self._options.headers().items())
         self._retry = retry if retry is not None else h.RetryPolicy()
         self._policy = policy
         self._prices = prices if prices is not None else PriceTable.from_env()
@@ -80,7 +82,7 @@ class _LLMDBase:
         """Headers every request gets, typed call or plain ``client.post``."""
         if h.REQUEST_ID not in request.headers:
             request.headers[h.REQUEST_ID] = os.urandom(16).hex()
-        for name, value in self._options.headers().items():
+        for name, value in self._option_headers:
             request.headers.setdefault(name, value)
         if (
             self._session_affinity
@@ -94,8 +96,9 @@ class _LLMDBase:
         if self._session_affinity and token:
             self._session_token = token
 
-    def _baggage_context(self) -> context_api.Context:
-        """The current context with baggage cut down to the policy's allow-list.
+    def _baggage_context(self) -> context_api.Context | None:
+        """The current context with baggage cut down to the policy's allow-list, or None when
+        there is nothing to cut.
 
         The httpx instrumentation injects the whole baggage through the global propagator;
         user and session ids must not reach the infrastructure unless the policy says so.
@@ -103,12 +106,14 @@ class _LLMDBase:
         ctx = context_api.get_current()
         entries = baggage.get_all(ctx)
         if not entries:
-            return ctx
+            return None
         allowed = self._allowed_baggage()
+        changed = False
         for key in entries:
             if key not in allowed:
                 ctx = baggage.remove_baggage(key, ctx)
-        return ctx
+                changed = True
+        return ctx if changed else None
 
     def _allowed_baggage(self) -> tuple[str, ...]:
         if self._policy is not None:
@@ -224,11 +229,13 @@ class LLMDClient(httpx.Client, _LLMDBase):
 
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         self._stamp(request)
-        token = context_api.attach(self._baggage_context())
+        filtered = self._baggage_context()
+        token = context_api.attach(filtered) if filtered is not None else None
         try:
             response = super().send(request, **kwargs)
         finally:
-            context_api.detach(token)
+            if token is not None:
+                context_api.detach(token)
         self._remember_session(response)
         return response
 
@@ -419,11 +426,13 @@ class AsyncLLMDClient(httpx.AsyncClient, _LLMDBase):
 
     async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         self._stamp(request)
-        token = context_api.attach(self._baggage_context())
+        filtered = self._baggage_context()
+        token = context_api.attach(filtered) if filtered is not None else None
         try:
             response = await super().send(request, **kwargs)
         finally:
-            context_api.detach(token)
+            if token is not None:
+                context_api.detach(token)
         self._remember_session(response)
         return response
 
