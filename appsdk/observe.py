@@ -279,16 +279,35 @@ def _joined(items: list[Any], transform: Callable[[Iterable[Any]], str] | None) 
     return items
 
 
-class _TracedGenerator(Iterator[Any]):
-    """Runs each step in the context the observation was current in; ends it when done."""
+class _TracedSteps:
+    """What both traced iterators share: the preserved context, the items, the ending."""
 
-    def __init__(self, generator: Iterator[Any], observation: Observation, options: _Options):
+    def __init__(self, generator: Any, observation: Observation, options: _Options) -> None:
         self._generator = generator
         self._observation = observation
         self._options = options
         self._items: list[Any] = []
+        # Each step runs in the context the observation was current in, wherever it is pulled.
         self._context = contextvars.copy_context()
         observation._detach()
+
+    def _keep(self, item: Any) -> Any:
+        if self._options.capture_output:
+            self._items.append(item)
+        return item
+
+    def _done(self) -> None:
+        if self._options.capture_output:
+            self._observation.update(output=_joined(self._items, self._options.transform))
+        self._observation.end()
+
+    def __del__(self) -> None:
+        if not self._observation._ended:
+            self._done()
+
+
+class _TracedGenerator(_TracedSteps, Iterator[Any]):
+    """A generator traced until it is exhausted, closed, or collected."""
 
     def __iter__(self) -> _TracedGenerator:
         return self
@@ -302,14 +321,7 @@ class _TracedGenerator(Iterator[Any]):
         except BaseException as error:
             self._observation.fail(error)
             raise
-        if self._options.capture_output:
-            self._items.append(item)
-        return item
-
-    def _done(self) -> None:
-        if self._options.capture_output:
-            self._observation.update(output=_joined(self._items, self._options.transform))
-        self._observation.end()
+        return self._keep(item)
 
     def close(self) -> None:
         close = getattr(self._generator, "close", None)
@@ -321,21 +333,9 @@ class _TracedGenerator(Iterator[Any]):
             raise
         self._done()
 
-    def __del__(self) -> None:
-        if not self._observation._ended:
-            self._done()
 
-
-class _TracedAsyncGenerator(AsyncIterator[Any]):
+class _TracedAsyncGenerator(_TracedSteps, AsyncIterator[Any]):
     """The async twin of :class:`_TracedGenerator`."""
-
-    def __init__(self, generator: Any, observation: Observation, options: _Options):
-        self._generator = generator
-        self._observation = observation
-        self._options = options
-        self._items: list[Any] = []
-        self._context = contextvars.copy_context()
-        observation._detach()
 
     def __aiter__(self) -> _TracedAsyncGenerator:
         return self
@@ -349,14 +349,7 @@ class _TracedAsyncGenerator(AsyncIterator[Any]):
         except BaseException as error:
             self._observation.fail(error)
             raise
-        if self._options.capture_output:
-            self._items.append(item)
-        return item
-
-    def _done(self) -> None:
-        if self._options.capture_output:
-            self._observation.update(output=_joined(self._items, self._options.transform))
-        self._observation.end()
+        return self._keep(item)
 
     async def aclose(self) -> None:
         try:
@@ -365,10 +358,6 @@ class _TracedAsyncGenerator(AsyncIterator[Any]):
             self._observation.fail(error)
             raise
         self._done()
-
-    def __del__(self) -> None:
-        if not self._observation._ended:
-            self._done()
 
 
 def start_observation(

@@ -124,23 +124,34 @@ class _StreamState:
 _BROKEN = (httpx.HTTPError, SSEError)
 
 
-class Stream(Iterator[Chunk]):
-    """A streamed answer: iterate it for chunks; ``text`` and ``usage`` once it is done."""
+class _StreamBase:
+    """What both streams share: the response, what arrived, and its text and usage."""
 
     def __init__(
         self, response: httpx.Response, call: Call, generation: Generation, max_bytes: int
     ) -> None:
         self.response = response
         self._state = _StreamState(call, generation, max_bytes)
-        self._events = EventSource(response).iter_sse()
 
     @property
     def text(self) -> str:
+        """The content received so far."""
         return self._state.text
 
     @property
     def usage(self) -> Usage | None:
+        """Token usage, once the final event carried it."""
         return self._state.usage
+
+
+class Stream(_StreamBase, Iterator[Chunk]):
+    """A streamed answer: iterate it for chunks; ``text`` and ``usage`` once it is done."""
+
+    def __init__(
+        self, response: httpx.Response, call: Call, generation: Generation, max_bytes: int
+    ) -> None:
+        super().__init__(response, call, generation, max_bytes)
+        self._events = EventSource(response).iter_sse()
 
     def __iter__(self) -> Stream:
         return self
@@ -179,23 +190,14 @@ class Stream(Iterator[Chunk]):
             self.close()
 
 
-class AsyncStream(AsyncIterator[Chunk]):
+class AsyncStream(_StreamBase, AsyncIterator[Chunk]):
     """The async twin of :class:`Stream`; prefer ``async with`` so the connection is freed."""
 
     def __init__(
         self, response: httpx.Response, call: Call, generation: Generation, max_bytes: int
     ) -> None:
-        self.response = response
-        self._state = _StreamState(call, generation, max_bytes)
+        super().__init__(response, call, generation, max_bytes)
         self._events = EventSource(response).aiter_sse()
-
-    @property
-    def text(self) -> str:
-        return self._state.text
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._state.usage
 
     def __aiter__(self) -> AsyncStream:
         return self
