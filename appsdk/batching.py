@@ -90,9 +90,10 @@ class _Job:
 class _Sender:
     """Sends one request at a time on its own thread, so a hung backend never holds batching."""
 
-    def __init__(self, send: Any, done: Any, name: str) -> None:
+    def __init__(self, send: Any, done: Any, idle: Any, name: str) -> None:
         self._send = send
         self._done = done
+        self._idle = idle
         self._job: _Job | None = None
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=f"appsdk-send-{name}", daemon=True)
@@ -135,6 +136,7 @@ class _Sender:
             with self._cond:
                 self._job = None
                 self._cond.notify_all()
+            self._idle()  # free again: the worker may hand over the next spooled batch
 
 
 class _Backoff:
@@ -214,7 +216,8 @@ class BatchExportProcessor(SpanProcessor):
         )
         self._worker.start()
         if self._spool is not None:
-            self._sender = _Sender(self.exporter.send_encoded, self._sent, self.name)  # type: ignore[attr-defined]
+            send = self.exporter.send_encoded  # type: ignore[attr-defined]
+            self._sender = _Sender(send, self._sent, self._wake.set, self.name)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         return None
