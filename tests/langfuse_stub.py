@@ -182,24 +182,20 @@ def _handler(stub: LangfuseStub) -> type[BaseHTTPRequestHandler]:
                 self._reply(stub.score_status, {"message": "stub score outage"})
                 return
             items = payload if isinstance(payload, list) else [payload]
-            results = []
+            errors = []
             with stub.changed:
                 for item in items:
                     if item.get("id") in stub.score_rejects:
-                        results.append(
-                            {
-                                "id": item.get("id"),
-                                "status": 400,
-                                "message": "traceId does not exist",
-                            }
-                        )
+                        errors.append({"message": "traceId does not exist"})
                         continue
                     stub.scores[item["id"]] = item
                     stub.score_receipts[item["id"]] = stub.score_receipts.get(item["id"], 0) + 1
-                    results.append({"id": item["id"], "status": 201})
                 stub.changed.notify_all()
-            partial = any(r["status"] >= 400 for r in results)
-            self._reply(207 if partial else 202, {"results": results})
+            if errors:  # Langfuse's 207: counts and messages, no ids
+                accepted = len(items) - len(errors)
+                self._reply(207, {"accepted": accepted, "rejected": len(errors), "errors": errors})
+            else:
+                self._reply(202, {"message": "Accepted"})
 
     return Handler
 

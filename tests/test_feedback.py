@@ -130,7 +130,8 @@ def test_rejected_items_are_kept_with_the_reason_and_not_retried(
     assert client.flush(10)
     assert set(stub.scores) == {good}
     assert client.outbox is not None
-    assert client.outbox.rejections() == [(bad, "HTTP 400: traceId does not exist")]
+    assert client.outbox.rejections() == [(bad, "rejected by Langfuse: traceId does not exist")]
+    assert stub.score_receipts[good] <= 2  # resent once to learn which item was refused
     posts = stub.score_posts
     client.deliver_once()
     assert stub.score_posts == posts  # nothing left to send

@@ -1,10 +1,10 @@
 """``FeedbackClient``: feedback into the durable outbox, then to Langfuse in the background.
 
-Delivery POSTs batches to Langfuse's scores API and reads every answer: 2xx delivered, 207
-item by item, 429/5xx and network errors retried with backoff (honouring Retry-After), an
-item Langfuse rejects kept with the reason and not retried, a batch rejected as a whole
-split into single items to find the bad one. Without Langfuse, feedback goes to the local
-trace store and shows in ``appsdk traces show``.
+Delivery POSTs batches to Langfuse's scores API and reads every answer: 202 delivered; 207
+(some refused, counts but no ids) resolved by resending that batch item by item; 429/5xx and
+network errors retried with backoff (honouring Retry-After); an item Langfuse refuses kept
+with the reason and not retried; a batch refused as a whole split the same way. Without
+Langfuse, feedback goes to the local trace store and shows in ``appsdk traces show``.
 """
 
 from __future__ import annotations
@@ -236,28 +236,31 @@ class FeedbackClient:
             self._singles.difference_update(ids)
 
     def _partial(self, items: list[OutboxItem], response: httpx.Response) -> None:
+        """207: Langfuse took some items of the batch and says how many, not which.
+
+        Its answer is ``{"accepted": n, "rejected": m, "errors": [{"message": ...}]}``. For a
+        single item that is exact. For a batch, the items are resent one by one to learn which
+        were refused; the ones already accepted upsert (same id and timestamp), so none shows
+        twice.
+        """
         assert self.outbox is not None
+        ids = [i.id for i in items]
         try:
-            results = {r.get("id"): r for r in response.json().get("results", [])}
-        except (ValueError, AttributeError):
-            results = {}
-        delivered, retry = [], []
-        for item in items:
-            result = results.get(item.id)
-            code = int(result.get("status", 500)) if result else 500
-            if 200 <= code < 300:
-                delivered.append(item.id)
-            elif code == 429 or code >= 500:
-                retry.append(item.id)
-            else:
-                self.outbox.rejected(
-                    [item.id],
-                    f"HTTP {code}: {result.get('message', '')}" if result else f"HTTP {code}",
-                )
-        if delivered:
-            self.outbox.delivered(delivered)
-        if retry:
-            self.outbox.retry_later(retry, "partial failure", self._backoff(items, None))
+            body = response.json()
+            rejected = int(body.get("rejected", 0))
+            errors = [str(e.get("message", "")) for e in body.get("errors", [])]
+        except (ValueError, AttributeError, TypeError):
+            rejected, errors = len(items), []
+        if rejected == 0:
+            self.outbox.delivered(ids)
+            self._singles.difference_update(ids)
+        elif len(items) == 1:
+            reason = "; ".join(errors) or "rejected without a message"
+            self.outbox.rejected(ids, f"rejected by Langfuse: {reason}")
+            self._singles.difference_update(ids)
+        else:
+            self._singles.update(ids)
+            self.outbox.retry_later(ids, f"{rejected} of {len(items)} rejected", 0.0)
 
     def _backoff(self, items: list[OutboxItem], retry_after: float | None) -> float:
         if retry_after is not None:
