@@ -70,7 +70,8 @@ def test_bad_feedback_names_every_field_at_fault(stub: LangfuseStub, tmp_path: P
 def test_types_are_inferred_and_comments_follow_the_policy(
     stub: LangfuseStub, tmp_path: Path
 ) -> None:
-    client = _client(stub, tmp_path / "outbox.db")
+    settings = load_settings(environment="staging", **stub.options())
+    client = FeedbackClient(settings=settings, outbox_path=tmp_path / "outbox.db", backoff_s=FAST)
     client.submit(trace_id=TRACE, name="helpful", value=True, user_id="u1")
     client.submit(
         trace_id=TRACE, name="stars", value=4, user_id="u1", comment="call me at 555-123-4567"
@@ -82,6 +83,7 @@ def test_types_are_inferred_and_comments_follow_the_policy(
     assert by_name["stars"]["dataType"] == "NUMERIC"
     assert by_name["stars"]["comment"] == "call me at [REDACTED:PHONE]"
     assert by_name["topic"]["dataType"] == "CATEGORICAL"
+    assert {score["environment"] for score in stub.scores.values()} == {"staging"}
     client.close()
 
 

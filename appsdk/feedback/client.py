@@ -143,6 +143,8 @@ class FeedbackClient:
             comment = self._engine.render("feedback", feedback.comment)
         now = datetime.datetime.now(datetime.UTC)
         payload = feedback.to_score(now, comment)
+        if self.settings.environment:
+            payload["environment"] = self.settings.environment
         if self.outbox is None:
             self._to_local_store(feedback, payload)
         else:
