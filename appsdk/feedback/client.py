@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import ValidationError
@@ -29,6 +29,9 @@ from appsdk.feedback.model import Feedback
 from appsdk.feedback.outbox import Outbox, OutboxItem
 from appsdk.llmd.errors import retry_after_seconds
 from appsdk.policy import Policy, PolicyEngine
+
+if TYPE_CHECKING:
+    from appsdk.store.db import TraceStore
 
 __all__ = ["FeedbackClient", "FeedbackValidationError"]
 
@@ -104,6 +107,7 @@ class FeedbackClient:
         self._warned_auth = False
         self._singles: set[str] = set()
         self._worker: threading.Thread | None = None
+        self._store: TraceStore | None = None
         if not self.settings.langfuse_enabled:
             self.outbox: Outbox | None = None
             return
@@ -155,22 +159,20 @@ class FeedbackClient:
     def _to_local_store(self, feedback: Feedback, payload: Mapping[str, Any]) -> None:
         from appsdk.store.db import ScoreRecord, TraceStore
 
-        store = TraceStore(self.settings.store_path)
-        try:
-            store.write_score(
-                ScoreRecord(
-                    id=feedback.id,
-                    trace_id=feedback.trace_id,
-                    observation_id=feedback.observation_id,
-                    name=feedback.name,
-                    value=feedback.value,
-                    data_type=str(feedback.data_type),
-                    comment=payload.get("comment"),
-                    created_ns=time.time_ns(),
-                )
+        if self._store is None:  # opened once, on the first rating
+            self._store = TraceStore(self.settings.store_path)
+        self._store.write_score(
+            ScoreRecord(
+                id=feedback.id,
+                trace_id=feedback.trace_id,
+                observation_id=feedback.observation_id,
+                name=feedback.name,
+                value=feedback.value,
+                data_type=str(feedback.data_type),
+                comment=payload.get("comment"),
+                created_ns=time.time_ns(),
             )
-        finally:
-            store.close()
+        )
 
     # -- delivering ---------------------------------------------------------------------------
 
@@ -301,6 +303,8 @@ class FeedbackClient:
         if self.outbox is not None:
             self._http.close()
             self.outbox.close()
+        if self._store is not None:
+            self._store.close()
 
 
 _default: FeedbackClient | None = None

@@ -30,7 +30,7 @@ from appsdk.llmd.errors import (
 )
 from appsdk.llmd.generation import Generation
 from appsdk.llmd.models import ChatCompletion, Completion, EmbeddingResponse, ModelList
-from appsdk.llmd.openai_compat import AsyncNamespaces, SyncNamespaces
+from appsdk.llmd.openai_compat import Chat, Completions, Embeddings, Models, Namespaces
 from appsdk.llmd.stream import AsyncStream, Stream
 from appsdk.policy import Policy
 from appsdk.pricing import PriceTable
@@ -54,6 +54,11 @@ class _LLMDBase:
     _session_token: str | None
     _max_response_bytes: int
     _option_headers: tuple[tuple[str, str], ...]
+    chat: Chat
+    """``client.chat(...)`` and ``client.chat.completions.create(...)``."""
+    completions: Completions
+    embeddings: Embeddings
+    models: Models
 
     def _setup(
         self,
@@ -72,6 +77,12 @@ class _LLMDBase:
         self._prices = prices if prices is not None else PriceTable.from_env()
         self._session_affinity = session_affinity
         self._session_token = None
+        HTTPXClientInstrumentor.instrument_client(self)  # type: ignore[arg-type]
+        namespaces = Namespaces(self)
+        self.chat = namespaces.chat
+        self.completions = namespaces.completions
+        self.embeddings = namespaces.embeddings
+        self.models = namespaces.models
 
     @property
     def session_token(self) -> str | None:
@@ -163,17 +174,37 @@ class _LLMDBase:
             request_id=call.request_id,
         )
 
-    @staticmethod
-    def _declared_within(response: httpx.Response, limit: int) -> bool:
-        """A Content-Length within the limit: the body can be read in one go."""
-        declared = response.headers.get("content-length", "")
-        return declared.isdigit() and int(declared) <= limit
+    def _limit(self, error_body: bool) -> int:
+        return _ERROR_BODY_BYTES if error_body else self._max_response_bytes
 
-    def _declared_too_large(self, response: httpx.Response) -> int | None:
+    def _read_whole(self, call: Call, response: httpx.Response, error_body: bool) -> bool:
+        """True when the declared size allows one read; an answer declared too large raises."""
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._max_response_bytes:
-            return int(declared)
-        return None
+        if not declared.isdigit():
+            return False
+        if int(declared) <= self._limit(error_body):
+            return True
+        if not error_body:
+            raise self._too_large(call, response, int(declared))
+        return False
+
+    def _take(
+        self, call: Call, response: httpx.Response, body: bytearray, chunk: bytes, error_body: bool
+    ) -> bool:
+        """Add ``chunk``; True to stop reading. Past the limit an answer raises, while an error
+        body is cut (its start says enough)."""
+        body.extend(chunk)
+        if len(body) <= self._limit(error_body):
+            return False
+        if error_body:
+            return True
+        raise self._too_large(call, response, len(body))
+
+    @staticmethod
+    def _model_list(response: httpx.Response) -> ModelList:
+        if not response.is_success:
+            raise error_from_response(response, response.text, response.headers.get(h.REQUEST_ID))
+        return ModelList.model_validate(response.json())
 
     @staticmethod
     def _decode(call: Call, response: httpx.Response, body: bytes) -> Any:
@@ -220,12 +251,6 @@ class LLMDClient(httpx.Client, _LLMDBase):
     ) -> None:
         super().__init__(base_url=base_url, timeout=timeout, **httpx_options)
         self._setup(options, retry, policy, prices, session_affinity, max_response_bytes)
-        HTTPXClientInstrumentor.instrument_client(self)
-        namespaces = SyncNamespaces(self)
-        self.chat = namespaces.chat
-        self.completions = namespaces.completions
-        self.embeddings = namespaces.embeddings
-        self.models = namespaces.models
 
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         self._stamp(request)
@@ -245,7 +270,7 @@ class LLMDClient(httpx.Client, _LLMDBase):
         if call.stream:
             return Stream(response, call, generation, self._max_response_bytes)
         try:
-            body = self._read(call, response, self._max_response_bytes)
+            body = self._read(call, response)
             result = self._decode(call, response, body)
         except LLMDError as error:
             generation.fail(error)
@@ -253,22 +278,15 @@ class LLMDClient(httpx.Client, _LLMDBase):
         call.record(generation, result)
         return result
 
-    def _read(self, call: Call, response: httpx.Response, limit: int) -> bytes:
-        """The body, at most ``limit`` bytes; the connection goes back to the pool either way."""
+    def _read(self, call: Call, response: httpx.Response, *, error_body: bool = False) -> bytes:
+        """The body within the limit; the connection goes back to the pool either way."""
         try:
-            if (declared := self._declared_too_large(response)) is not None and limit == (
-                self._max_response_bytes
-            ):
-                raise self._too_large(call, response, declared)
-            if self._declared_within(response, limit):
+            if self._read_whole(call, response, error_body):
                 return response.read()
             body = bytearray()
             for chunk in response.iter_bytes():
-                body.extend(chunk)
-                if len(body) > limit:
-                    if limit < self._max_response_bytes:
-                        break  # an error body: the start says enough
-                    raise self._too_large(call, response, len(body))
+                if self._take(call, response, body, chunk, error_body):
+                    break
             return bytes(body)
         except httpx.HTTPError as exc:
             raise error_from_exception(exc, call.request_id) from exc
@@ -293,7 +311,7 @@ class LLMDClient(httpx.Client, _LLMDBase):
                 response = self.send(request, stream=True)
                 if response.is_success:
                     return response
-                body = self._read(call, response, _ERROR_BODY_BYTES).decode(errors="replace")
+                body = self._read(call, response, error_body=True).decode(errors="replace")
                 error = error_from_response(response, body, call.request_id)
             except httpx.HTTPError as exc:
                 error = error_from_exception(exc, call.request_id)
@@ -388,9 +406,7 @@ class LLMDClient(httpx.Client, _LLMDBase):
             response = self.get("/v1/models")
         except httpx.HTTPError as exc:
             raise error_from_exception(exc, None) from exc
-        if not response.is_success:
-            raise error_from_response(response, response.text, response.headers.get(h.REQUEST_ID))
-        return ModelList.model_validate(response.json())
+        return self._model_list(response)
 
 
 class AsyncLLMDClient(httpx.AsyncClient, _LLMDBase):
@@ -417,12 +433,6 @@ class AsyncLLMDClient(httpx.AsyncClient, _LLMDBase):
     ) -> None:
         super().__init__(base_url=base_url, timeout=timeout, **httpx_options)
         self._setup(options, retry, policy, prices, session_affinity, max_response_bytes)
-        HTTPXClientInstrumentor.instrument_client(self)
-        namespaces = AsyncNamespaces(self)
-        self.chat = namespaces.chat
-        self.completions = namespaces.completions
-        self.embeddings = namespaces.embeddings
-        self.models = namespaces.models
 
     async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         self._stamp(request)
@@ -442,7 +452,7 @@ class AsyncLLMDClient(httpx.AsyncClient, _LLMDBase):
         if call.stream:
             return AsyncStream(response, call, generation, self._max_response_bytes)
         try:
-            body = await self._aread(call, response, self._max_response_bytes)
+            body = await self._aread(call, response)
             result = self._decode(call, response, body)
         except LLMDError as error:
             generation.fail(error)
@@ -450,22 +460,17 @@ class AsyncLLMDClient(httpx.AsyncClient, _LLMDBase):
         call.record(generation, result)
         return result
 
-    async def _aread(self, call: Call, response: httpx.Response, limit: int) -> bytes:
-        """The body, at most ``limit`` bytes; the connection goes back to the pool either way."""
+    async def _aread(
+        self, call: Call, response: httpx.Response, *, error_body: bool = False
+    ) -> bytes:
+        """The body within the limit; the connection goes back to the pool either way."""
         try:
-            if (declared := self._declared_too_large(response)) is not None and limit == (
-                self._max_response_bytes
-            ):
-                raise self._too_large(call, response, declared)
-            if self._declared_within(response, limit):
+            if self._read_whole(call, response, error_body):
                 return await response.aread()
             body = bytearray()
             async for chunk in response.aiter_bytes():
-                body.extend(chunk)
-                if len(body) > limit:
-                    if limit < self._max_response_bytes:
-                        break
-                    raise self._too_large(call, response, len(body))
+                if self._take(call, response, body, chunk, error_body):
+                    break
             return bytes(body)
         except httpx.HTTPError as exc:
             raise error_from_exception(exc, call.request_id) from exc
@@ -490,7 +495,7 @@ class AsyncLLMDClient(httpx.AsyncClient, _LLMDBase):
                 response = await self.send(request, stream=True)
                 if response.is_success:
                     return response
-                raw = await self._aread(call, response, _ERROR_BODY_BYTES)
+                raw = await self._aread(call, response, error_body=True)
                 error = error_from_response(response, raw.decode(errors="replace"), call.request_id)
             except httpx.HTTPError as exc:
                 error = error_from_exception(exc, call.request_id)
@@ -585,6 +590,4 @@ class AsyncLLMDClient(httpx.AsyncClient, _LLMDBase):
             response = await self.get("/v1/models")
         except httpx.HTTPError as exc:
             raise error_from_exception(exc, None) from exc
-        if not response.is_success:
-            raise error_from_response(response, response.text, response.headers.get(h.REQUEST_ID))
-        return ModelList.model_validate(response.json())
+        return self._model_list(response)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AsyncNamespaces", "SyncNamespaces"]
+__all__ = ["Chat", "Completions", "Embeddings", "Models", "Namespaces"]
 
 
 class _ChatCompletions:
@@ -65,12 +65,9 @@ class Models:
         return self._client.list_models()
 
 
-class SyncNamespaces:
+class Namespaces:
     def __init__(self, client: Any) -> None:
         self.chat = Chat(client)
         self.completions = Completions(client)
         self.embeddings = Embeddings(client)
         self.models = Models(client)
-
-
-AsyncNamespaces = SyncNamespaces
