@@ -19,10 +19,12 @@ from opentelemetry.trace import Status, StatusCode
 
 from appsdk import semconv
 from appsdk.policy import CaptureMode, ContentKind, PolicyEngine
+from appsdk.span_policy import bind, set_trusted
 
 __all__ = ["UNSET", "Observation"]
 
 _log = logging.getLogger("appsdk")
+_MESSAGE_MODES = (CaptureMode.FULL, CaptureMode.REDACTED)
 
 
 class _Unset:
@@ -84,6 +86,16 @@ class Observation:
         self.as_type = as_type
         self._ended = False
         self._token: object | None = None
+        bind(span, policy)
+
+    @property
+    def policy(self) -> PolicyEngine:
+        """The policy this observation's content is recorded under (decided at its start)."""
+        return self._policy
+
+    def record(self, attributes: Mapping[str, Any]) -> None:
+        """Write attributes already rendered through :attr:`policy` (not guarded twice)."""
+        set_trusted(self._span, attributes)
 
     @property
     def span(self) -> trace_api.Span:
@@ -126,41 +138,46 @@ class Observation:
         span = self._span
         if not span.is_recording():
             return self
+        policy = self._policy
+        safe: dict[str, Any] = {}
         input_kind, output_kind = self._content_kinds()
         if input is not UNSET:
-            rendered = self._policy.render(input_kind, input)
+            rendered = policy.render(input_kind, input)
             if rendered is not None:
-                span.set_attribute(semconv.LF_INPUT, rendered)
+                safe[semconv.LF_INPUT] = rendered
         if output is not UNSET:
-            rendered = self._policy.render(output_kind, output)
+            rendered = policy.render(output_kind, output)
             if rendered is not None:
-                span.set_attribute(semconv.LF_OUTPUT, rendered)
+                safe[semconv.LF_OUTPUT] = rendered
         if metadata:
-            self._set_metadata(semconv.LF_METADATA, metadata)
+            self._metadata(semconv.LF_METADATA, metadata, safe)
         if level is not None:
             if level in semconv.LEVELS:
-                span.set_attribute(semconv.LF_LEVEL, level)
+                safe[semconv.LF_LEVEL] = level
             else:
                 _log.debug("appsdk: level %r is not one of %s", level, sorted(semconv.LEVELS))
-        if status_message is not None:
-            message = self._policy.redactor.redact(str(status_message))
-            span.set_attribute(semconv.LF_STATUS_MESSAGE, message)
+        if status_message is not None and policy.error_mode in _MESSAGE_MODES:
+            safe[semconv.LF_STATUS_MESSAGE] = policy.error_message("", str(status_message))
+        if model_parameters:
+            safe[semconv.LF_MODEL_PARAMETERS] = json.dumps(
+                policy.prepare(dict(model_parameters), True)
+            )
+        if completion_start_time is not None:
+            safe[semconv.LF_COMPLETION_START] = _iso(completion_start_time)
+        if safe:
+            set_trusted(span, safe)
+        # Given by the caller and not rendered here: the egress guard scrubs these at the exit.
         if model is not None:
-            span.set_attribute(semconv.LF_MODEL, model)
+            span.set_attribute(semconv.LF_MODEL, str(model))
         if usage is not None and (encoded := _usage(usage)) is not None:
             span.set_attribute(semconv.LF_USAGE, encoded)
         if cost is not None and (encoded := _cost(cost)) is not None:
             span.set_attribute(semconv.LF_COST, encoded)
-        if model_parameters:
-            params = self._policy.prepare(dict(model_parameters), True)
-            span.set_attribute(semconv.LF_MODEL_PARAMETERS, json.dumps(params))
-        if completion_start_time is not None:
-            span.set_attribute(semconv.LF_COMPLETION_START, _iso(completion_start_time))
         if prompt is not None:
             self.link_prompt(prompt)
         return self
 
-    def _set_metadata(self, prefix: str, metadata: Mapping[str, Any]) -> None:
+    def _metadata(self, prefix: str, metadata: Mapping[str, Any], safe: dict[str, Any]) -> None:
         policy = self._policy
         mode = policy.metadata_mode
         if mode is CaptureMode.NONE:
@@ -169,7 +186,7 @@ class Observation:
             if value is None:
                 continue
             encoded = policy.describe(value) if mode is CaptureMode.METADATA else json.dumps(value)
-            self._span.set_attribute(f"{prefix}.{key}", encoded)
+            safe[f"{prefix}.{key}"] = encoded
 
     def link_prompt(self, prompt: Any) -> None:
         """Link a Langfuse prompt (name + int version) to this generation; never a fallback."""
@@ -190,23 +207,23 @@ class Observation:
         )
 
     def fail(self, error: BaseException) -> None:
-        """End the observation as ERROR with the (redacted) error message."""
+        """End the observation as ERROR with the error's message as the policy allows."""
         if self._ended:
             return
         span = self._span
         if span.is_recording():
-            message = self._policy.redactor.redact(str(error) or type(error).__name__)
-            span.set_attributes(
+            error_type = type(error).__qualname__
+            message = self._policy.error_message(error_type, str(error))
+            self.record(
                 {
                     semconv.LF_LEVEL: "ERROR",
                     semconv.LF_STATUS_MESSAGE: message,
-                    semconv.ERROR_TYPE: type(error).__qualname__,
+                    semconv.ERROR_TYPE: error_type,
                 }
             )
             span.set_status(Status(StatusCode.ERROR, message))
             span.add_event(
-                "exception",
-                {"exception.type": type(error).__qualname__, "exception.message": message},
+                "exception", {"exception.type": error_type, "exception.message": message}
             )
         self.end()
 

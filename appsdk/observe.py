@@ -20,7 +20,7 @@ from opentelemetry import trace as trace_api
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 from appsdk import pipeline as _pipeline
-from appsdk import semconv
+from appsdk import semconv, span_policy
 from appsdk.observation import UNSET, Observation
 from appsdk.policy import ContentKind, Policy, PolicyEngine
 from appsdk.prompts import active_prompt
@@ -62,12 +62,13 @@ def _start(
     pipeline: _pipeline.Pipeline,
     name: str,
     as_type: str,
-    policy: PolicyEngine,
+    explicit: PolicyEngine | None,
     *,
     input: Any = UNSET,
     context: context_api.Context | None = None,
     as_root: bool = False,
 ) -> Observation:
+    policy = span_policy.resolve(context, explicit, pipeline.engine)
     attributes: dict[str, Any] = {semconv.LF_TYPE: as_type}
     if input is not UNSET:
         kind: ContentKind = "messages" if as_type in semconv.GENERATION_LIKE_TYPES else "inputs"
@@ -77,6 +78,7 @@ def _start(
     if as_root:
         attributes["langfuse.internal.as_root"] = True
     span = pipeline.tracer.start_span(name, context=context, attributes=attributes)
+    span_policy.trust(span, attributes)
     observation = Observation(span, as_type, policy)
     if as_type in semconv.GENERATION_LIKE_TYPES:
         prompt = active_prompt()
@@ -202,7 +204,6 @@ def _begin(options: _Options, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     if pipeline is None:
         return None
     try:
-        policy = options.policy or pipeline.engine
         input: Any = UNSET
         if options.capture_input:
             input = {"args": args[1:] if options.is_method else args, "kwargs": kwargs}
@@ -212,7 +213,7 @@ def _begin(options: _Options, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
             pipeline,
             options.name,
             options.type,
-            policy,
+            options.policy,
             input=input,
             context=context,
             as_root=as_root,
@@ -382,9 +383,9 @@ def start_observation(
     pipeline = _pipeline.current()
     if pipeline is None:
         return Observation(trace_api.INVALID_SPAN, obs_type, _NOOP_POLICY)
-    effective = policy.engine if policy is not None else pipeline.engine
+    explicit = policy.engine if policy is not None else None
     try:
-        observation = _start(pipeline, name, obs_type, effective, input=input)
+        observation = _start(pipeline, name, obs_type, explicit, input=input)
         if metadata or attributes:
             observation.update(metadata=metadata, **attributes)
     except TypeError:
@@ -399,8 +400,10 @@ def _current_observation() -> Observation | None:
     span = trace_api.get_current_span()
     if not span.is_recording():
         return None
-    pipeline = _pipeline.current()
-    policy = pipeline.engine if pipeline is not None else _NOOP_POLICY
+    policy = span_policy.policy_of(span)
+    if policy is None:
+        pipeline = _pipeline.current()
+        policy = pipeline.engine if pipeline is not None else _NOOP_POLICY
     attributes = getattr(span, "attributes", None) or {}
     return Observation(span, str(attributes.get(semconv.LF_TYPE, "span")), policy)
 

@@ -3,7 +3,7 @@
 ``configure()`` installs one pipeline as the process's tracing pipeline: appsdk's provider
 becomes the global OpenTelemetry TracerProvider (or, if the application installed its own SDK
 provider first, appsdk attaches its processors to that one). Spans flow
-provider -> ``_PipelineSlot`` -> egress policy -> one ``BatchExportProcessor`` per backend.
+provider -> ``_PipelineSlot`` -> egress guard -> one ``BatchExportProcessor`` per backend.
 Re-configuring swaps what the slot points at; the provider itself lives as long as the process.
 """
 
@@ -30,11 +30,13 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
-from appsdk import semconv
+from appsdk import semconv, span_policy
 from appsdk.batching import BatchExportProcessor, ExportSink
+from appsdk.egress import guard_span
 from appsdk.errors import StoreError
 from appsdk.policy import Policy
 from appsdk.spool import Spool, exporter_key
+from appsdk.trace_context import apply_trace_attributes
 
 if TYPE_CHECKING:
     from appsdk.config import Settings
@@ -102,6 +104,11 @@ class _PipelineSlot(SpanProcessor):
         pipeline = self.pipeline
         if pipeline is not None:
             pipeline.on_start(span, parent_context)
+
+    def _on_ending(self, span: Span) -> None:
+        pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.on_ending(span)
 
     def on_end(self, span: ReadableSpan) -> None:
         pipeline = self.pipeline
@@ -174,9 +181,9 @@ class Pipeline:
         self.tracer = provider.get_tracer(semconv.TRACER_NAME)
         self.sampler = _make_sampler(settings)
         self.processors: list[tuple[ExportSink, SpanFilter | None]] = []
-        self.start_hooks: list[Callable[[Span, Context | None], None]] = []
-        self.end_hooks: list[Callable[[ReadableSpan], ReadableSpan | None]] = []
         self.on_shutdown: list[Callable[[], None]] = []
+        self._environment = _environment_attributes(settings)
+        self._ending = threading.local()
         self._closed = False
         self._lock = threading.Lock()
         self.langfuse_client: Any = None
@@ -186,26 +193,40 @@ class Pipeline:
         self.processors.append((processor, accept))
 
     def on_start(self, span: Span, parent_context: Context | None) -> None:
-        for hook in self.start_hooks:
-            try:
-                hook(span, parent_context)
-            except Exception:  # the tracing path never raises into user code
-                _log.debug("appsdk: span start hook failed", exc_info=True)
+        """Bind the span's policy (its parent's, else the configured one); trace attributes."""
+        try:
+            engine = span_policy.resolve(parent_context, None, self.engine)
+            span_policy.bind(span, engine)
+            if self._environment:
+                span.set_attributes(self._environment)
+            apply_trace_attributes(span, engine)
+        except Exception:  # the tracing path never raises into user code
+            _log.debug("appsdk: span start failed", exc_info=True)
+
+    def on_ending(self, span: Span) -> None:
+        """Hand the live span to the ``on_end`` that follows on this thread.
+
+        The SDK calls ``on_end`` with a read-only copy of the span; the policy and the trusted
+        values bound to the live span object are read from it through this hand-off.
+        """
+        self._ending.span = span
 
     def on_end(self, span: ReadableSpan) -> None:
-        current = span
-        for hook in self.end_hooks:
-            try:
-                changed = hook(current)
-            except Exception:  # a span we cannot make safe is not exported at all
-                _log.debug("appsdk: span end hook failed; span dropped", exc_info=True)
-                return
-            if changed is None:
-                return
-            current = changed
+        """The egress guard, then every exporter whose filter takes the span."""
+        ending = self._ending
+        live = getattr(ending, "span", None)
+        if live is not None:
+            ending.span = None
+            if live.context is not span.context:
+                live = None
+        try:
+            safe = guard_span(span, self.engine, live)
+        except Exception:  # a span we cannot make safe is not exported at all
+            _log.debug("appsdk: the egress guard failed; span dropped", exc_info=True)
+            return
         for processor, accept in self.processors:
-            if accept is None or accept(current):
-                processor.on_end(current)
+            if accept is None or accept(safe):
+                processor.on_end(safe)
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Counters per exporter: exported, export failures, spans dropped and why."""
@@ -283,7 +304,7 @@ def _open_spool(settings: Settings, pipeline: Pipeline) -> Spool | None:
     if not settings.spool or not (settings.langfuse_enabled or settings.extra_otlp_endpoints()):
         return None
 
-    def count_eviction(key: str, spans: int) -> None:
+    def count_eviction(key: object, spans: int) -> None:
         for processor, _ in pipeline.processors:
             if getattr(processor, "spool_key", None) == key:
                 processor.evicted(spans)  # type: ignore[attr-defined]
@@ -386,8 +407,8 @@ def _attach_langfuse_client(pipeline: Pipeline) -> None:
         _log.warning("appsdk: could not create the langfuse client: %s", type(exc).__name__)
 
 
-def _environment_hook(settings: Settings) -> Callable[[Span, Context | None], None] | None:
-    attrs = {
+def _environment_attributes(settings: Settings) -> dict[str, str]:
+    return {
         key: value
         for key, value in (
             (semconv.LF_ENVIRONMENT, settings.environment),
@@ -395,13 +416,6 @@ def _environment_hook(settings: Settings) -> Callable[[Span, Context | None], No
         )
         if value
     }
-    if not attrs:
-        return None
-
-    def set_environment(span: Span, parent_context: Context | None) -> None:
-        span.set_attributes(attrs)
-
-    return set_environment
 
 
 def configure(*, policy: Policy | None = None, **options: Any) -> Pipeline:
@@ -420,17 +434,10 @@ def configure(*, policy: Policy | None = None, **options: Any) -> Pipeline:
 
     settings = load_settings(**options)
     policy = policy if policy is not None else Policy.from_env()
-    from appsdk import egress
-    from appsdk.trace_context import apply_trace_attributes
 
     with _state_lock:
         provider = _install_provider(settings)
         pipeline = _build(settings, provider, policy)
-        hook = _environment_hook(settings)
-        if hook is not None:
-            pipeline.start_hooks.append(hook)
-        pipeline.start_hooks.append(apply_trace_attributes)
-        egress.install(pipeline)
         previous, _slot.pipeline = _slot.pipeline, pipeline
         _sampler.target = pipeline.sampler
         if not _atexit_registered:

@@ -118,6 +118,12 @@ class Policy(BaseModel):
         return cls(**none)
 
     @classmethod
+    def full(cls) -> Policy:
+        """A policy that records all content as given (still truncated to the limits)."""
+        full: dict[str, Any] = dict.fromkeys(CONTENT_KINDS, CaptureMode.FULL)
+        return cls(**full)
+
+    @classmethod
     def from_env(cls, **overrides: Any) -> Policy:
         """The policy of ``APPSDK_CAPTURE`` and the ecosystem's switches, under ``overrides``.
 
@@ -187,6 +193,7 @@ class PolicyEngine:
     """A :class:`Policy` compiled for the hot path: plain attributes, no validation."""
 
     __slots__ = (
+        "error_mode",
         "key",
         "max_chars",
         "max_items",
@@ -200,6 +207,9 @@ class PolicyEngine:
     def __init__(self, policy: Policy, key: bytes) -> None:
         self.modes: dict[str, CaptureMode] = {kind: getattr(policy, kind) for kind in CONTENT_KINDS}
         self.metadata_mode = policy.metadata
+        # Error and status messages quote what the function was given or produced: they follow
+        # the outputs' mode (none/metadata: the error type only).
+        self.error_mode = policy.outputs
         self.max_chars = policy.max_chars
         self.max_items = policy.max_items
         self.secret_keys = policy.secret_keys
@@ -214,6 +224,23 @@ class PolicyEngine:
 
     def keyed_hash(self, text: str) -> str:
         return hmac.new(self.key, text.encode(), hashlib.sha256).hexdigest()[:16]
+
+    def error_message(self, error_type: str, message: str) -> str:
+        """What may be recorded of an error's message: all, redacted, or its type only."""
+        mode = self.error_mode
+        if mode is CaptureMode.FULL:
+            return message or error_type
+        if mode is CaptureMode.REDACTED:
+            return self.redactor.redact(message) if message else error_type
+        return error_type
+
+    def identity(self, value: str, prefix: str) -> str:
+        """A user or session id as recorded: a keyed pseudonym, or redacted like any text."""
+        if self.pseudonymize_user_ids:
+            return f"{prefix}-{self.keyed_hash(value)}"
+        if self.metadata_mode is CaptureMode.FULL:
+            return value
+        return self.redactor.redact_repeated(value)
 
     def render(self, kind: str, value: Any) -> str | None:
         mode = self.modes[kind]
@@ -283,6 +310,11 @@ class PolicyEngine:
                 out["[truncated]"] = f"{len(value) - limit} more items"
                 break
             name = key if type(key) is str else str(key)
+            if not redact:
+                out[name] = self.prepare(item, redact, depth + 1)
+                continue
+            # A key can carry content too ({"bob@example.com": ...}); keys recur, so cached.
+            name = self.redactor.redact_repeated(name)
             if item is not None and is_secret_key(name, extra):
                 out[name] = SECRET_PLACEHOLDER
             else:

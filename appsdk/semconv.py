@@ -9,8 +9,6 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
-    "CONTENT_KEYS",
-    "CONTENT_KEY_PREFIXES",
     "OBSERVATION_TYPES",
     "TRACER_NAME",
 ]
@@ -36,6 +34,9 @@ LF_PROMPT_VERSION: Final = "langfuse.observation.prompt.version"
 LF_TRACE_NAME: Final = "langfuse.trace.name"
 LF_TRACE_TAGS: Final = "langfuse.trace.tags"
 LF_TRACE_METADATA: Final = "langfuse.trace.metadata"
+# Read by Langfuse's ingestion from older SDKs; content whoever writes them.
+LF_TRACE_INPUT: Final = "langfuse.trace.input"
+LF_TRACE_OUTPUT: Final = "langfuse.trace.output"
 USER_ID: Final = "user.id"
 SESSION_ID: Final = "session.id"
 LF_ENVIRONMENT: Final = "langfuse.environment"
@@ -54,6 +55,7 @@ GEN_AI_USAGE_COST: Final = "gen_ai.usage.cost"
 GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+GEN_AI_TOOL_DEFINITIONS: Final = "gen_ai.tool.definitions"
 GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
 GEN_AI_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
 ERROR_TYPE: Final = "error.type"
@@ -77,24 +79,3 @@ OBSERVATION_TYPES: Final = frozenset(
 )
 GENERATION_LIKE_TYPES: Final = frozenset({"generation", "embedding"})
 LEVELS: Final = frozenset({"DEBUG", "DEFAULT", "WARNING", "ERROR"})
-
-# Keys that carry user content, whoever set them: the egress guard applies the policy to these.
-CONTENT_KEYS: Final = frozenset(
-    {
-        LF_INPUT,
-        LF_OUTPUT,
-        GEN_AI_INPUT_MESSAGES,
-        GEN_AI_OUTPUT_MESSAGES,
-        GEN_AI_SYSTEM_INSTRUCTIONS,
-        "input.value",
-        "output.value",
-        "traceloop.entity.input",
-        "traceloop.entity.output",
-    }
-)
-CONTENT_KEY_PREFIXES: Final = (
-    "gen_ai.prompt.",
-    "gen_ai.completion.",
-    "llm.input_messages.",
-    "llm.output_messages.",
-)

@@ -15,18 +15,57 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
-from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Span
 
-from appsdk import pipeline as _pipeline
-from appsdk import semconv
+from appsdk import semconv, span_policy
+from appsdk.policy import CaptureMode, PolicyEngine
 
 __all__ = ["ContextThreadPoolExecutor", "trace_attributes", "wrap_context"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_current: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+
+class _Block:
+    """The trace attributes of a block as given, and as rendered under each policy met."""
+
+    __slots__ = ("given", "rendered")
+
+    def __init__(self, given: dict[str, Any]) -> None:
+        self.given = given
+        self.rendered: dict[PolicyEngine, dict[str, Any]] = {}
+
+    def render(self, policy: PolicyEngine) -> dict[str, Any]:
+        rendered = self.rendered.get(policy)
+        if rendered is None:
+            rendered = self.rendered[policy] = _render(self.given, policy)
+        return rendered
+
+
+def _render(given: Mapping[str, Any], policy: PolicyEngine) -> dict[str, Any]:
+    scrub = policy.metadata_mode is not CaptureMode.FULL
+    redact = policy.redactor.redact_repeated
+    out: dict[str, Any] = {}
+    for key, value in given.items():
+        if key == semconv.USER_ID:
+            out[key] = policy.identity(value, "user")
+        elif key == semconv.SESSION_ID:
+            out[key] = policy.identity(value, "session")
+        elif key == semconv.LF_TRACE_NAME:
+            out[key] = redact(value) if scrub else value
+        elif key == semconv.LF_TRACE_TAGS:
+            out[key] = tuple(redact(tag) for tag in value) if scrub else value
+    metadata = given.get("metadata")
+    mode = policy.metadata_mode
+    if metadata and mode is not CaptureMode.NONE:
+        prepared = policy.prepare(metadata, mode is CaptureMode.REDACTED)
+        for key, item in prepared.items():
+            encoded = policy.describe(item) if mode is CaptureMode.METADATA else json.dumps(item)
+            out[f"{semconv.LF_TRACE_METADATA}.{key}"] = encoded
+    return out
+
+
+_current: contextvars.ContextVar[_Block | None] = contextvars.ContextVar(
     "appsdk_trace_attributes", default=None
 )
 
@@ -42,48 +81,42 @@ def trace_attributes(
 ) -> Iterator[None]:
     """Put trace-level attributes on every span started inside the block.
 
-    Nested blocks add to the outer one (tags are merged, inner values win). User ids are
-    recorded as keyed pseudonyms when the policy says ``pseudonymize_user_ids``.
+    Nested blocks add to the outer one (tags are merged, inner values win). The values are
+    rendered when each span starts, under that span's policy: user and session ids become
+    keyed pseudonyms when the policy says ``pseudonymize_user_ids``, and everything is
+    redacted like any text, whether or not ``configure()`` ran before the block opened.
 
     Example:
         >>> with trace_attributes(user_id="u-42", tags=["beta"]):  # doctest: +SKIP
         ...     answer(question)
     """
-    outer = _current.get() or {}
-    merged = dict(outer)
-    pipeline = _pipeline.current()
-    policy = pipeline.policy if pipeline is not None else None
+    outer = _current.get()
+    merged = dict(outer.given) if outer is not None else {}
     if user_id is not None:
-        merged[semconv.USER_ID] = (
-            f"user-{policy.keyed_hash(user_id)}"
-            if policy is not None and policy.pseudonymize_user_ids
-            else user_id
-        )
+        merged[semconv.USER_ID] = str(user_id)
     if session_id is not None:
-        merged[semconv.SESSION_ID] = session_id
+        merged[semconv.SESSION_ID] = str(session_id)
     if trace_name is not None:
-        merged[semconv.LF_TRACE_NAME] = trace_name
+        merged[semconv.LF_TRACE_NAME] = str(trace_name)
     if tags:
         existing = tuple(merged.get(semconv.LF_TRACE_TAGS, ()))
-        merged[semconv.LF_TRACE_TAGS] = existing + tuple(t for t in tags if t not in existing)
+        merged[semconv.LF_TRACE_TAGS] = existing + tuple(
+            str(t) for t in tags if str(t) not in existing
+        )
     if metadata:
-        if policy is not None and policy.metadata.value == "none":
-            metadata = {}
-        prepared = policy.prepare(dict(metadata)) if policy is not None else dict(metadata)
-        for key, value in prepared.items():
-            merged[f"{semconv.LF_TRACE_METADATA}.{key}"] = json.dumps(value)
-    token = _current.set(merged)
+        merged["metadata"] = {**merged.get("metadata", {}), **metadata}
+    token = _current.set(_Block(merged))
     try:
         yield
     finally:
         _current.reset(token)
 
 
-def apply_trace_attributes(span: Span, parent_context: Context | None) -> None:
-    """The pipeline's span-start hook: copy the block's attributes onto the new span."""
-    attributes = _current.get()
-    if attributes:
-        span.set_attributes(attributes)
+def apply_trace_attributes(span: Span, policy: PolicyEngine) -> None:
+    """Copy the block's attributes, rendered under ``policy``, onto a starting span."""
+    block = _current.get()
+    if block is not None:
+        span_policy.set_trusted(span, block.render(policy))
 
 
 def wrap_context(function: Callable[P, R]) -> Callable[P, R]:

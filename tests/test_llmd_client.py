@@ -239,7 +239,7 @@ def test_connection_refused_is_retried_then_raised_as_a_connection_error() -> No
         generation = next(o for o in captured.observations() if o.type == "generation")
         assert generation.level == "ERROR"
         span = next(s for s in captured.spans if s.name == f"chat {MODEL}")
-        assert [e.name for e in span.events] == ["retry"]
+        assert [e.name for e in span.events] == ["retry", "exception"]
 
 
 def _free_port() -> int:

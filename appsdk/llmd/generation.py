@@ -18,10 +18,10 @@ from typing import Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from appsdk import pipeline as _pipeline
-from appsdk import semconv
+from appsdk import semconv, span_policy
 from appsdk.llmd import metrics
 from appsdk.llmd.models import Usage
 from appsdk.observation import Observation
@@ -40,6 +40,7 @@ REQUEST_PARAMETERS = (
     "seed",
 )
 PROVIDER = "llm-d"
+_RENDERED_AT_START = (semconv.LF_TYPE, semconv.LF_INPUT, semconv.GEN_AI_INPUT_MESSAGES)
 
 
 class Generation:
@@ -70,7 +71,7 @@ class Generation:
         if pipeline is None:
             self.observation: Observation | None = None
             return
-        engine = policy.engine if policy is not None else pipeline.engine
+        engine = span_policy.resolve(None, policy.engine if policy else None, pipeline.engine)
         obs_type = "embedding" if operation == "embeddings" else "generation"
         attributes: dict[str, Any] = {
             semconv.LF_TYPE: obs_type,
@@ -97,6 +98,8 @@ class Generation:
         span = pipeline.tracer.start_span(
             f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attributes
         )
+        # Only what was rendered through the policy is trusted; the rest is guarded at the exit.
+        span_policy.trust(span, {k: attributes[k] for k in _RENDERED_AT_START if k in attributes})
         self.observation = Observation(span, obs_type, engine)
         linked = prompt if prompt is not None else active_prompt()
         if linked is not None:
@@ -151,22 +154,25 @@ class Generation:
         self.response_model = response_model
         observation = self.observation
         if observation is not None:
-            attributes: dict[str, Any] = {}
+            answered: dict[str, Any] = {}
             if response_id:
-                attributes[semconv.GEN_AI_RESPONSE_ID] = response_id
+                answered[semconv.GEN_AI_RESPONSE_ID] = response_id
             if response_model:
-                attributes[semconv.GEN_AI_RESPONSE_MODEL] = response_model
+                answered[semconv.GEN_AI_RESPONSE_MODEL] = response_model
             if finish_reasons:
-                attributes[semconv.GEN_AI_FINISH_REASONS] = finish_reasons
+                answered[semconv.GEN_AI_FINISH_REASONS] = finish_reasons
+            if answered:
+                observation.span.set_attributes(answered)
+            attributes: dict[str, Any] = {}
             if output is not None:
-                rendered = observation._policy.render("completions", output)
+                rendered = observation.policy.render("completions", output)
                 if rendered is not None:
                     attributes[semconv.LF_OUTPUT] = rendered
                     if self.operation == "chat":
                         attributes[semconv.GEN_AI_OUTPUT_MESSAGES] = rendered
             if usage is not None:
                 self._usage_attributes(usage, attributes)
-            observation.span.set_attributes(attributes)
+            observation.record(attributes)
         self._end(error_type=None)
 
     def _usage_attributes(self, usage: Usage, attributes: dict[str, Any]) -> None:
@@ -228,18 +234,10 @@ class Generation:
         observation = self.observation
         if observation is not None:
             if output:
-                rendered = observation._policy.render("completions", output)
+                rendered = observation.policy.render("completions", output)
                 if rendered is not None:
-                    observation.span.set_attribute(semconv.LF_OUTPUT, rendered)
-            message = observation._policy.redactor.redact(str(error) or type(error).__name__)
-            observation.span.set_attributes(
-                {
-                    semconv.LF_LEVEL: "ERROR",
-                    semconv.LF_STATUS_MESSAGE: message,
-                    semconv.ERROR_TYPE: type(error).__name__,
-                }
-            )
-            observation.span.set_status(Status(StatusCode.ERROR, message))
+                    observation.record({semconv.LF_OUTPUT: rendered})
+            observation.fail(error)
         self._end(error_type=type(error).__name__)
 
     def _metric_attributes(self, error_type: str | None) -> dict[str, str]:
