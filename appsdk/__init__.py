@@ -24,6 +24,13 @@ from appsdk._version import __version__
 
 if TYPE_CHECKING:
     from appsdk.config import Settings
+    from appsdk.decorator import (
+        get_current_observation_id,
+        get_current_trace_id,
+        observe,
+        start_observation,
+        update_current_observation,
+    )
     from appsdk.errors import AppSDKError, ConfigError, StoreError
     from appsdk.feedback import (
         Feedback,
@@ -34,13 +41,6 @@ if TYPE_CHECKING:
     )
     from appsdk.llmd import AsyncLLMDClient, LLMDClient, LLMDError, LLMDOptions, RetryPolicy
     from appsdk.observation import Observation
-    from appsdk.observe import (
-        get_current_observation_id,
-        get_current_trace_id,
-        observe,
-        start_observation,
-        update_current_observation,
-    )
     from appsdk.pipeline import Pipeline, configure, flush, shutdown, stats
     from appsdk.policy import CaptureMode, Policy
     from appsdk.pricing import ModelPrice, PriceTable
@@ -63,11 +63,11 @@ _WHERE = {
     "LLMDOptions": "appsdk.llmd",
     "RetryPolicy": "appsdk.llmd",
     "Observation": "appsdk.observation",
-    "get_current_observation_id": "appsdk.observe",
-    "get_current_trace_id": "appsdk.observe",
-    "observe": "appsdk.observe",
-    "start_observation": "appsdk.observe",
-    "update_current_observation": "appsdk.observe",
+    "get_current_observation_id": "appsdk.decorator",
+    "get_current_trace_id": "appsdk.decorator",
+    "observe": "appsdk.decorator",
+    "start_observation": "appsdk.decorator",
+    "update_current_observation": "appsdk.decorator",
     "Pipeline": "appsdk.pipeline",
     "configure": "appsdk.pipeline",
     "flush": "appsdk.pipeline",

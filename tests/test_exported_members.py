@@ -57,3 +57,16 @@ def test_importing_appsdk_does_not_import_langfuse() -> None:
     code = "import sys, appsdk; print('langfuse' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_no_submodule_shadows_a_public_name() -> None:
+    """``@appsdk.observe`` stays the decorator after every submodule has been imported."""
+    import importlib
+    import pkgutil
+    import types
+
+    for module in pkgutil.walk_packages(appsdk.__path__, "appsdk."):
+        if not module.name.startswith(("appsdk.sim", "appsdk.integrations")):
+            importlib.import_module(module.name)
+    for name in appsdk.__all__:
+        assert not isinstance(getattr(appsdk, name), types.ModuleType), name
