@@ -198,11 +198,21 @@ def guard_span(
     source = live if live is not None else span
     policy = policy_of(source) or default
     attributes = span.attributes or _NOTHING
-    guard = _Guard(policy, attributes.get(semconv.LF_TYPE) in semconv.GENERATION_LIKE_TYPES)
+    trusted = trusted_of(source) or _NOTHING
     status = span.status
-    if status.status_code is StatusCode.ERROR or span.events:
+    events = span.events
+    if (
+        not events
+        and not span.links
+        and status.description is None
+        and all(trusted.get(key) is value for key, value in attributes.items())
+        and policy.redactor.redact_repeated(span.name) == span.name
+    ):
+        return span  # the common case: everything on it was written through its policy
+    guard = _Guard(policy, attributes.get(semconv.LF_TYPE) in semconv.GENERATION_LIKE_TYPES)
+    if status.status_code is StatusCode.ERROR or events:
         guard.error_type = _error_type(span, attributes)
-    new_attributes = guard.attributes(attributes, trusted_of(source) or _NOTHING)
+    new_attributes = guard.attributes(attributes, trusted)
     name = guard.text(span.name)
     events, events_changed = _guard_events(span, guard)
     links, links_changed = _guard_links(span, guard)
