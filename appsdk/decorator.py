@@ -36,6 +36,9 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 _log = logging.getLogger("appsdk")
 _NOOP_POLICY = Policy.none().engine
+# What marks an observation ERROR, as in langfuse: an exit (SystemExit, KeyboardInterrupt,
+# GeneratorExit) only ends it.
+_FAILURES = (Exception, asyncio.CancelledError)
 _SPECIAL_KWARGS = ("langfuse_trace_id", "langfuse_parent_observation_id", "langfuse_public_key")
 
 
@@ -231,8 +234,13 @@ def _finish(observation: Observation, options: _Options, result: Any) -> Any:
         return _TracedGenerator(result, observation, options)
     if inspect.isasyncgen(result):
         return _TracedAsyncGenerator(result, observation, options)
+    if type(result).__name__ == "StreamingResponse" and hasattr(result, "body_iterator"):
+        # Starlette streams the body after the handler returned: trace it until it is sent.
+        result.body_iterator = _TracedAsyncGenerator(result.body_iterator, observation, options)
+        return result
     try:
-        if options.capture_output:
+        # None is no output (as in langfuse): it must not overwrite one set by an update call.
+        if options.capture_output and result is not None:
             observation.update(output=result)
     except Exception:
         _log.debug("appsdk: could not record output of %s", options.name, exc_info=True)
@@ -248,8 +256,11 @@ def _sync_wrapper(function: Callable[..., Any], options: _Options) -> Callable[.
             return function(*args, **kwargs)
         try:
             result = function(*args, **kwargs)
-        except BaseException as error:
+        except _FAILURES as error:
             observation.fail(error)
+            raise
+        except BaseException:  # SystemExit, KeyboardInterrupt: an exit, not an error
+            observation.end()
             raise
         return _finish(observation, options, result)
 
@@ -264,8 +275,11 @@ def _async_wrapper(function: Callable[..., Any], options: _Options) -> Callable[
             return await function(*args, **kwargs)
         try:
             result = await function(*args, **kwargs)
-        except BaseException as error:  # CancelledError too: the span must still end
+        except _FAILURES as error:  # CancelledError too, as langfuse records it
             observation.fail(error)
+            raise
+        except BaseException:
+            observation.end()
             raise
         return _finish(observation, options, result)
 
@@ -288,18 +302,42 @@ class _TracedSteps:
         self._observation = observation
         self._options = options
         self._items: list[Any] = []
+        self._chars = 0
+        self._only_text = True
+        self._not_kept = 0
+        # Keep only what the recorded output can hold (a long stream would otherwise hold
+        # every item until it ends); a transform sees every item, as the caller asked.
+        self._keeping = options.capture_output
+        self._bounded = options.transform is None
         # Each step runs in the context the observation was current in, wherever it is pulled.
         self._context = contextvars.copy_context()
         observation._detach()
 
     def _keep(self, item: Any) -> Any:
-        if self._options.capture_output:
+        if self._keeping:
             self._items.append(item)
+            if self._bounded:
+                self._stop_keeping_when_full(item)
+        elif self._options.capture_output:
+            self._not_kept += 1
         return item
+
+    def _stop_keeping_when_full(self, item: Any) -> None:
+        policy = self._observation.policy
+        if type(item) is str:
+            self._chars += len(item)
+        else:
+            self._only_text = False
+        if self._only_text:
+            self._keeping = self._chars <= policy.max_chars
+        else:
+            self._keeping = len(self._items) <= policy.max_items
 
     def _done(self) -> None:
         if self._options.capture_output:
-            self._observation.update(output=_joined(self._items, self._options.transform))
+            output = _joined(self._items, self._options.transform)
+            metadata = {"output_items_not_recorded": self._not_kept} if self._not_kept else None
+            self._observation.update(output=output, metadata=metadata)
         self._observation.end()
 
     def __del__(self) -> None:
@@ -319,8 +357,11 @@ class _TracedGenerator(_TracedSteps, Iterator[Any]):
         except StopIteration:
             self._done()
             raise
-        except BaseException as error:
+        except _FAILURES as error:
             self._observation.fail(error)
+            raise
+        except BaseException:
+            self._done()
             raise
         return self._keep(item)
 
@@ -347,8 +388,11 @@ class _TracedAsyncGenerator(_TracedSteps, AsyncIterator[Any]):
         except StopAsyncIteration:
             self._done()
             raise
-        except BaseException as error:
+        except _FAILURES as error:
             self._observation.fail(error)
+            raise
+        except BaseException:
+            self._done()
             raise
         return self._keep(item)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import appsdk
+from appsdk.testing import SpanCapture, capture_spans
 from tests.servers import OTLPReceiver, otlp_receiver
 
 _PREFIXES = ("APPSDK_", "LANGFUSE_", "OTEL_")
@@ -45,3 +46,10 @@ def receiver() -> Iterator[OTLPReceiver]:
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:
     return tmp_path / "traces.db"
+
+
+@pytest.fixture
+def captured() -> Iterator[SpanCapture]:
+    """appsdk configured with nothing but an in-memory capture of the guarded spans."""
+    with capture_spans() as capture:
+        yield capture

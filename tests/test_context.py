@@ -14,12 +14,6 @@ import appsdk
 from appsdk.testing import SpanCapture, capture_spans
 
 
-@pytest.fixture
-def captured() -> Iterator[SpanCapture]:
-    with capture_spans() as capture:
-        yield capture
-
-
 async def test_gathered_tasks_each_get_their_own_child(captured: SpanCapture) -> None:
     @appsdk.observe(as_type="tool")
     async def tool(i: int) -> int:

@@ -11,6 +11,7 @@ import pytest
 from langfuse import observe as langfuse_observe
 
 import appsdk
+from appsdk.testing import SpanCapture
 from tests.servers import OTLPReceiver, ReceivedSpan
 
 CONTRACT_KEYS = (
@@ -206,3 +207,39 @@ def test_decorated_functions_run_untraced_before_configure() -> None:
 
     assert plain(2, langfuse_trace_id="ab" * 16) == 4
     assert appsdk.get_current_trace_id() is None
+
+
+def test_returning_none_keeps_an_output_set_by_an_update(captured: SpanCapture) -> None:
+    @appsdk.observe()
+    def handler() -> None:
+        appsdk.update_current_observation(output="set inside")
+
+    handler()
+    assert captured.by_name("handler").output == "set inside"
+
+
+def test_an_exit_ends_the_observation_without_marking_it_an_error(captured: SpanCapture) -> None:
+    @appsdk.observe()
+    def leaving() -> None:
+        raise SystemExit(3)
+
+    with pytest.raises(SystemExit):
+        leaving()
+    assert captured.by_name("leaving").level == "DEFAULT"
+
+
+def test_a_long_generator_keeps_only_what_its_output_can_hold(captured: SpanCapture) -> None:
+    @appsdk.observe()
+    def rows() -> Iterator[dict[str, int]]:
+        yield from ({"row": i} for i in range(5_000))
+
+    assert sum(1 for _ in rows()) == 5_000
+    observation = captured.by_name("rows")
+    assert observation.output[:2] == [{"row": 0}, {"row": 1}]
+    assert len(observation.output) <= 202  # max_items, then the truncation marker
+    assert (
+        json.loads(
+            observation.attributes["langfuse.observation.metadata.output_items_not_recorded"]
+        )
+        == 5_000 - 201
+    )
