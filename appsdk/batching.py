@@ -26,7 +26,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from appsdk.spool import Spool
+from appsdk.spool import Destination, Spool, exporter_key
 
 __all__ = ["BatchExportProcessor", "ExportOutcome", "ExportSink", "ExporterStats"]
 
@@ -170,7 +170,8 @@ class BatchExportProcessor(SpanProcessor):
     Args:
         spool: where batches wait while the backend is down (needs an exporter with
             ``encode`` and ``send_encoded``, as :class:`appsdk.otlp.OTLPHttpExporter` has).
-        spool_key: this exporter's key in the spool (name and endpoint).
+        spool_key: the destination this exporter's batches are spooled for (its name, URL and
+            credentials): only batches spooled for the same destination are sent.
     """
 
     def __init__(
@@ -182,7 +183,7 @@ class BatchExportProcessor(SpanProcessor):
         max_export_batch_size: int = 512,
         schedule_delay_s: float = 1.0,
         spool: Spool | None = None,
-        spool_key: str | None = None,
+        spool_key: Destination | None = None,
     ) -> None:
         self.exporter = exporter
         self.name = name
@@ -192,7 +193,7 @@ class BatchExportProcessor(SpanProcessor):
         self._delay = schedule_delay_s
         spoolable = hasattr(exporter, "encode") and hasattr(exporter, "send_encoded")
         self._spool = spool if spoolable else None
-        self.spool_key = spool_key or name
+        self.spool_key = spool_key or exporter_key(name, name)
         self._backoff = _Backoff()
         self._queue: collections.deque[ReadableSpan] = collections.deque()
         self._shutdown = False

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from appsdk.errors import AppSDKError
+from appsdk.render import printable
+
+if TYPE_CHECKING:
+    from appsdk.spool import Destination
 
 __all__ = ["app", "main"]
 
@@ -41,7 +46,9 @@ def _open_store(db: Path | None):  # type: ignore[no-untyped-def]
 
 
 def _fail(message: str) -> typer.Exit:
-    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {message}")
+    # A Text, not a markup string: the message may quote a path, an id or a server's answer.
+    line = Text("error: ", style="red") + Text(printable(message))
+    Console(stderr=True, soft_wrap=True).print(line)
     return typer.Exit(code=1)
 
 
@@ -58,7 +65,11 @@ def traces_list(db: StoreOption = None, limit: int = 20) -> None:
     for s in summaries:
         started = datetime.fromtimestamp(s.start_ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(
-            s.name, started, f"{(s.end_ns - s.start_ns) / 1e6:.1f}ms", str(s.span_count), s.trace_id
+            Text(printable(s.name)),  # a str cell would be read as rich markup
+            started,
+            f"{(s.end_ns - s.start_ns) / 1e6:.1f}ms",
+            str(s.span_count),
+            Text(printable(s.trace_id)),
         )
     Console(width=140).print(table)
 
@@ -82,38 +93,118 @@ def traces_show(
     Console(width=160).print(tree)
 
 
+def _current_destinations(console: Console) -> list[Destination]:
+    """The destinations this environment's configuration sends to (none if it is invalid)."""
+    from appsdk.config import load_settings
+
+    try:
+        return load_settings().destinations()
+    except AppSDKError as exc:
+        console.print(
+            Text(f"the configuration is invalid, so none is marked as its own: {printable(exc)}")
+        )
+        return []
+
+
+def _age(seconds: float | None) -> str:
+    return f"oldest {seconds:.0f}s ago" if seconds is not None else "none waiting"
+
+
+def _whose(current: bool) -> Text:
+    if current:
+        return Text("  [this configuration's: it sends these]", style="green")
+    return Text(
+        "  [left by another configuration: never sent with this one's credentials; "
+        "only a process configured for it sends them]",
+        style="yellow",
+    )
+
+
+def _print_spool(console: Console, where: Path, current: list[Destination]) -> None:
+    from appsdk.spool import Spool
+
+    if not where.exists():
+        console.print(Text(f"no spool at {printable(where)}: nothing has waited for a backend"))
+        return
+    spool = Spool(where)
+    try:
+        statuses = spool.status(current)
+    finally:
+        spool.close()
+    console.print(Text(f"spool {printable(where)}", style="bold"))
+    if not statuses:
+        console.print(Text("  empty"))
+    for status in statuses:
+        name = f"  {printable(status.destination)} (identity {status.identity[:8] or 'none'})"
+        console.print(Text(name) + _whose(status.current))
+        console.print(
+            Text(
+                f"    {status.batches} batches, {status.spans} spans, {status.bytes:,} bytes, "
+                f"{_age(status.oldest_age_s)}"
+            )
+        )
+        for batch_id, reason in status.rejected:
+            line = Text("    rejected", style="red")
+            console.print(line + Text(f" batch {batch_id}: {printable(reason)}"))
+
+
+def _print_outbox(console: Console, where: Path, current: list[Destination]) -> None:
+    from appsdk.feedback.outbox import outbox_status
+
+    if not where.exists():
+        return
+    langfuse = [d for d in current if d.name == "langfuse"]
+    console.print(Text(f"feedback outbox {printable(where)}", style="bold"))
+    for status in outbox_status(where, langfuse):
+        name = f"  {printable(status.destination)} (identity {status.identity[:8] or 'none'})"
+        console.print(Text(name) + _whose(status.current))
+        console.print(
+            Text(
+                f"    {status.pending} pending, {status.delivered} delivered, "
+                f"{status.rejected} rejected"
+            )
+        )
+
+
 @spool_app.command("status")
 def spool_status(
     path: Annotated[
         Path | None, typer.Option(help="The spool (default APPSDK_SPOOL_PATH).")
     ] = None,
+    outbox: Annotated[
+        Path | None,
+        typer.Option(help="The feedback outbox (default APPSDK_FEEDBACK_OUTBOX)."),
+    ] = None,
 ) -> None:
-    """What waits in the spool, per exporter, and what was rejected and why."""
-    from appsdk.config import load_settings
-    from appsdk.spool import Spool
+    """What waits on disk, per destination: spans in the spool, scores in the feedback
+    outbox; what was rejected and why; and which of it this configuration sends."""
+    import os
 
-    where = path or load_settings().spool_path
-    if not where.exists():
-        Console().print(f"no spool at {where}: nothing has waited for a backend")
-        return
-    spool = Spool(where)
-    table = Table("exporter", "batches", "spans", "bytes", "oldest")
-    rejected: list[str] = []
-    for status in spool.status():
-        age = f"{status.oldest_age_s:.0f}s ago" if status.oldest_age_s is not None else "-"
-        table.add_row(
-            status.exporter, str(status.batches), str(status.spans), f"{status.bytes:,}", age
-        )
-        rejected += [f"{status.exporter} batch {i}: {reason}" for i, reason in status.rejected]
-    Console().print(table)
-    for line in rejected:
-        Console().print(f"[red]rejected[/red] {line}")
-    spool.close()
+    from appsdk.config import load_settings
+    from appsdk.feedback.client import DEFAULT_OUTBOX
+
+    console = Console(soft_wrap=True)
+    current = _current_destinations(console)
+    try:
+        where = path or load_settings().spool_path
+    except AppSDKError as exc:
+        raise _fail(str(exc)) from None
+    # The same variable FeedbackClient reads for its outbox.
+    box = outbox or Path(os.environ.get("APPSDK_FEEDBACK_OUTBOX") or DEFAULT_OUTBOX)
+    try:
+        _print_spool(console, where, current)
+        _print_outbox(console, box, current)
+    except AppSDKError as exc:
+        raise _fail(str(exc)) from None
 
 
 @spool_app.command("flush")
 def spool_flush(timeout: Annotated[float, typer.Option(help="Seconds to try.")] = 30.0) -> None:
-    """Send what waits in the spool to the backends configured in the environment now."""
+    """Send what waits in the spool for the destinations configured in the environment now.
+
+    Batches spooled for other destinations (another Langfuse project, another tenant) are
+    not sent; ``appsdk spool status`` lists them.
+    """
     from appsdk import pipeline
 
     try:
@@ -122,11 +213,27 @@ def spool_flush(timeout: Annotated[float, typer.Option(help="Seconds to try.")] 
         raise _fail(str(exc)) from None
     done = current.drain_spool(timeout)
     stats = current.stats()
+    spool = current.spool
+    others = (
+        [s for s in spool.status(current.settings.destinations()) if not s.current and s.batches]
+        if spool is not None
+        else []
+    )
     pipeline.shutdown()
+    console = Console(soft_wrap=True)
     for name, counts in stats.items():
-        Console().print(
-            f"{name}: sent {counts['resent']} spooled spans, "
-            f"{counts.get('spool_pending', 0)} still waiting"
+        console.print(
+            Text(
+                f"{name}: sent {counts['resent']} spooled spans, "
+                f"{counts.get('spool_pending', 0)} still waiting"
+            )
+        )
+    if others:
+        console.print(
+            Text(
+                f"{sum(s.batches for s in others)} batches spooled for other destinations were "
+                "not sent (see `appsdk spool status`)"
+            )
         )
     if not done:
         raise _fail("the spool is not empty: a backend is still down (see the warnings above)")
@@ -140,8 +247,8 @@ def doctor() -> None:
     console = Console(soft_wrap=True)
     ok = True
     for check in run_checks():
-        mark = "[green]ok[/green]" if check.ok else "[red]FAIL[/red]"
-        console.print(f"{mark}  {check.name}: {check.detail}")
+        mark = Text("ok", style="green") if check.ok else Text("FAIL", style="red")
+        console.print(mark + Text(f"  {printable(check.name)}: {printable(check.detail)}"))
         ok = ok and check.ok
     if not ok:
         raise typer.Exit(code=1)

@@ -8,14 +8,18 @@ The ecosystem's own variables (``LANGFUSE_*``, ``OTEL_*``) work as users already
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from appsdk.errors import ConfigError
+from appsdk.errors import ConfigError, safe_url
+
+if TYPE_CHECKING:
+    from appsdk.spool import Destination
 
 __all__ = ["KNOWN_SAMPLERS", "Settings", "load_settings", "parse_headers"]
 
@@ -35,10 +39,20 @@ def _env(*names: str) -> Any:
     return Field(default=None, validation_alias=AliasChoices(*names))
 
 
-class Settings(BaseSettings):
-    """Every setting of appsdk, with the variables that set it (the first one set wins)."""
+_URL_FIELDS = frozenset({"langfuse_base_url", "otlp_traces_endpoint", "otlp_endpoint"})
 
-    model_config = SettingsConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+class Settings(BaseSettings):
+    """Every setting of appsdk, with the variables that set it (the first one set wins).
+
+    Its ``repr`` and ``str`` show no secret: keys and headers are masked, URLs pass through
+    :func:`appsdk.errors.safe_url`.
+    """
+
+    # hide_input_in_errors: a ValidationError of Settings(...) must not echo a key or URL.
+    model_config = SettingsConfigDict(
+        frozen=True, populate_by_name=True, extra="forbid", hide_input_in_errors=True
+    )
 
     langfuse_public_key: str | None = _env("LANGFUSE_PUBLIC_KEY")
     """Langfuse project public key (``pk-lf-...``); with the secret key, Langfuse export is on."""
@@ -62,10 +76,11 @@ class Settings(BaseSettings):
     """Full URL of an extra OTLP/HTTP traces endpoint (used as given)."""
     otlp_endpoint: str | None = _env("OTEL_EXPORTER_OTLP_ENDPOINT")
     """Base URL of an extra OTLP/HTTP endpoint; ``/v1/traces`` is appended."""
-    otlp_headers: str | None = _env(
+    otlp_headers: SecretStr | None = _env(
         "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"
     )
-    """``key=value,key2=value2`` headers for the OTLP endpoint above (never sent to Langfuse)."""
+    """``key=value,key2=value2`` headers for the OTLP endpoint above (never sent to Langfuse,
+    never shown: they often carry an ``authorization`` or a tenant id)."""
     otlp_endpoints: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), validation_alias=AliasChoices("APPSDK_OTLP_ENDPOINTS")
     )
@@ -125,6 +140,14 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            if name in _URL_FIELDS and isinstance(value, str):
+                value = safe_url(value)
+            elif name == "otlp_endpoints":
+                value = tuple(safe_url(url) for url in value)
+            yield name, value
+
     @property
     def langfuse_enabled(self) -> bool:
         return self.langfuse_public_key is not None and self.langfuse_secret_key is not None
@@ -136,13 +159,46 @@ class Settings(BaseSettings):
     def extra_otlp_endpoints(self) -> list[tuple[str, dict[str, str]]]:
         """The extra OTLP endpoints as ``(url, headers)``; OTEL_* headers go to the OTEL_* one."""
         endpoints: list[tuple[str, dict[str, str]]] = []
+        headers = self.otlp_headers.get_secret_value() if self.otlp_headers else None
         if self.otlp_traces_endpoint:
-            endpoints.append((self.otlp_traces_endpoint, parse_headers(self.otlp_headers)))
+            endpoints.append((self.otlp_traces_endpoint, parse_headers(headers)))
         elif self.otlp_endpoint:
-            url = self.otlp_endpoint.rstrip("/") + "/v1/traces"
-            endpoints.append((url, parse_headers(self.otlp_headers)))
+            # The path goes before a query (``?api_key=``) the base URL may carry.
+            parts = urlsplit(self.otlp_endpoint)
+            url = urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/v1/traces"))
+            endpoints.append((url, parse_headers(headers)))
         endpoints.extend((url, {}) for url in self.otlp_endpoints)
         return endpoints
+
+    def langfuse_destination(self) -> Destination:
+        """Langfuse as a destination: its URL and project keys (the spool's and outbox's key).
+
+        Raises:
+            ConfigError: the Langfuse keys are not set.
+        """
+        from appsdk.spool import exporter_key
+
+        if self.langfuse_public_key is None or self.langfuse_secret_key is None:
+            raise ConfigError(
+                "LANGFUSE_PUBLIC_KEY / LANGFUSE_SECRET_KEY",
+                "are not set, so there is no Langfuse destination",
+                "set both Langfuse keys of the project (Settings > API keys)",
+            )
+        keys = {
+            "public_key": self.langfuse_public_key,
+            "secret_key": self.langfuse_secret_key.get_secret_value(),
+        }
+        return exporter_key("langfuse", self.langfuse_url, keys, project=self.langfuse_public_key)
+
+    def destinations(self) -> list[Destination]:
+        """Every backend the pipeline exports to, named as its exporter is (langfuse, otlp,
+        otlp-1, ...): what this configuration sends from the spool."""
+        from appsdk.spool import exporter_key
+
+        found = [self.langfuse_destination()] if self.langfuse_enabled else []
+        for index, (url, headers) in enumerate(self.extra_otlp_endpoints()):
+            found.append(exporter_key("otlp" if index == 0 else f"otlp-{index}", url, headers))
+        return found
 
     @property
     def local_store_enabled(self) -> bool:
@@ -156,14 +212,15 @@ def parse_headers(raw: str | None) -> dict[str, str]:
     from urllib.parse import unquote
 
     headers: dict[str, str] = {}
-    for item in (raw or "").split(","):
+    for number, item in enumerate((raw or "").split(","), start=1):
         if not item.strip():
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
+            # Not even the key is shown: without its "=", an entry may be a bare token.
             raise ConfigError(
                 "OTEL_EXPORTER_OTLP_HEADERS",
-                f"entry {key.strip()!r} has no '=' (values are not shown)",
+                f"entry {number} has no name before an '=' (values are not shown)",
                 "write headers as key=value pairs separated by commas",
             )
         headers[unquote(key.strip()).lower()] = unquote(value.strip())
@@ -266,7 +323,7 @@ def _check_url(field: str, url: str) -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
             field,
-            f"{url!r} is not an http(s) URL with a host",
+            f"'{safe_url(url)}' is not an http(s) URL with a host",
             "give a full URL such as https://cloud.langfuse.com or http://127.0.0.1:4318",
         )
 

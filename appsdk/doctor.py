@@ -1,4 +1,8 @@
-"""``appsdk doctor``: configuration and reachability checks, each with what to fix."""
+"""``appsdk doctor``: configuration and reachability checks, each with what to fix.
+
+Its output is meant to be pasted into a ticket: URLs are shown through
+:func:`appsdk.errors.safe_url`, and no key or header value is ever part of a check's text.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from dataclasses import dataclass
 import httpx
 
 from appsdk.config import Settings, load_settings
-from appsdk.errors import ConfigError
+from appsdk.errors import ConfigError, safe_url
 
 __all__ = ["Check", "run_checks"]
 
@@ -52,32 +56,35 @@ def _check_langfuse(settings: Settings, timeout_s: float) -> Check:
         f"{settings.langfuse_public_key}:{settings.langfuse_secret_key.get_secret_value()}".encode()
     ).decode()
     url = f"{settings.langfuse_url}/api/public/projects"
+    shown = safe_url(settings.langfuse_url)
     try:
         response = httpx.get(url, headers={"authorization": f"Basic {token}"}, timeout=timeout_s)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # its message would show the URL
         return Check(
             "langfuse",
             False,
-            f"{settings.langfuse_url} is unreachable "
+            f"{shown} is unreachable "
             f"({type(exc).__name__}); check LANGFUSE_BASE_URL and the network",
         )
     if response.status_code in (401, 403):
         return Check(
             "langfuse",
             False,
-            f"{settings.langfuse_url} rejected the keys (HTTP "
+            f"{shown} rejected the keys (HTTP "
             f"{response.status_code}); check LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY",
         )
     if response.status_code >= 400:
         return Check(
             "langfuse",
             False,
-            f"{url} answered HTTP {response.status_code}; is LANGFUSE_BASE_URL a Langfuse server?",
+            f"{safe_url(url)} answered HTTP {response.status_code}; "
+            "is LANGFUSE_BASE_URL a Langfuse server?",
         )
-    return Check("langfuse", True, f"{settings.langfuse_url} accepted the keys")
+    return Check("langfuse", True, f"{shown} accepted the keys")
 
 
 def _check_otlp(url: str, headers: dict[str, str], timeout_s: float) -> Check:
+    name = f"otlp {safe_url(url)}"
     try:
         # An empty export request is valid OTLP and proves the path and the credentials.
         response = httpx.post(
@@ -86,24 +93,22 @@ def _check_otlp(url: str, headers: dict[str, str], timeout_s: float) -> Check:
             timeout=timeout_s,
             headers={**headers, "content-type": "application/x-protobuf"},
         )
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # its message would show the URL
         return Check(
-            f"otlp {url}",
+            name,
             False,
             f"unreachable ({type(exc).__name__}); check the "
             "OTEL_EXPORTER_OTLP_ENDPOINT value and that the collector runs",
         )
     if response.status_code in (401, 403):
-        return Check(
-            f"otlp {url}", False, "rejected the credentials; check OTEL_EXPORTER_OTLP_HEADERS"
-        )
+        return Check(name, False, "rejected the credentials; check OTEL_EXPORTER_OTLP_HEADERS")
     if response.status_code == 404:
         return Check(
-            f"otlp {url}",
+            name,
             False,
             "no OTLP endpoint at this path; a base URL belongs in "
             "OTEL_EXPORTER_OTLP_ENDPOINT, a full one in OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         )
     if response.status_code >= 400:
-        return Check(f"otlp {url}", False, f"answered HTTP {response.status_code}")
-    return Check(f"otlp {url}", True, "accepts OTLP/HTTP")
+        return Check(name, False, f"answered HTTP {response.status_code}")
+    return Check(name, True, "accepts OTLP/HTTP")

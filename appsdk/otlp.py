@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from appsdk.batching import ExportOutcome
+from appsdk.errors import safe_url
 
 __all__ = ["ExportOutcome", "OTLPHttpExporter", "langfuse_exporter"]
 
@@ -35,7 +36,8 @@ class OTLPHttpExporter(SpanExporter):
 
     Args:
         name: how logs and ``appsdk.stats()`` call this backend (never a credential).
-        endpoint: full traces URL, e.g. ``http://127.0.0.1:4318/v1/traces``.
+        endpoint: full traces URL, e.g. ``http://127.0.0.1:4318/v1/traces``; logs show it
+            without the credentials it may carry (:func:`appsdk.errors.safe_url`).
         headers: sent with every request; values never appear in logs.
         timeout_s: deadline of one request.
         hint_on_auth_error: added to the warning on 401/403 (which variable to check).
@@ -125,7 +127,7 @@ class OTLPHttpExporter(SpanExporter):
                 "appsdk: export to %s (%s) failed: %s (%d spans); %s. Further failures are "
                 "counted in appsdk.stats() until it recovers.",
                 self.name,
-                self.endpoint,
+                safe_url(self.endpoint),
                 outcome.reason,
                 count,
                 hint,

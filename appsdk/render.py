@@ -1,8 +1,17 @@
-"""Render a stored trace as a tree: what ``appsdk traces show`` prints."""
+"""Render a stored trace as a tree: what ``appsdk traces show`` prints.
+
+Everything shown comes from stored spans, and spans quote user input (a span name, an
+exception message, an attribute). Before it reaches the terminal every such text goes
+through :func:`printable`: control characters would otherwise retitle the window
+(``ESC ]0;...BEL``), clear the screen (``ESC [2J``), or plant a hyperlink (OSC 8). The
+texts are rich ``Text`` objects, never markup strings, so ``[bold]`` or ``[link=...]`` in the
+data is printed as written.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from rich.text import Text
@@ -11,7 +20,31 @@ from rich.tree import Tree
 from appsdk import semconv
 from appsdk.store.db import ScoreRecord, SpanRecord
 
-__all__ = ["decoded", "trace_tree"]
+__all__ = ["decoded", "printable", "trace_tree"]
+
+# C0 (newline and tab included: a label is one line), DEL and C1 (0x9b is a one-byte CSI),
+# plus the bidirectional overrides and line separators that reorder or break what is shown.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def printable(value: object) -> str:
+    """``value`` as one line of plain text a terminal shows as is: control characters become
+    visible escapes (``\\x1b``, ``\\n``).
+
+    Example:
+        >>> printable("evil\\x1b]0;pwned\\x07 name")
+        'evil\\\\x1b]0;pwned\\\\x07 name'
+    """
+    return _UNPRINTABLE.sub(_escape, value if isinstance(value, str) else str(value))
 
 
 def decoded(value: Any) -> Any:
@@ -68,8 +101,8 @@ def _label(span: SpanRecord) -> Text:
     attrs = span.attributes
     obs_type = _observation_type(span)
     text = Text()
-    text.append(span.name, style="bold")
-    text.append(f" [{obs_type}]", style="cyan")
+    text.append(printable(span.name), style="bold")
+    text.append(f" [{printable(obs_type)}]", style="cyan")
     text.append(f" {span.duration_ms:.1f}ms", style="dim")
     model = (
         attrs.get(semconv.LF_MODEL)
@@ -90,21 +123,21 @@ def _label(span: SpanRecord) -> Text:
         details.append(f"prompt {prompt} v{attrs.get(semconv.LF_PROMPT_VERSION)}")
     for detail in details:
         if detail:
-            text.append(f"  {detail}")
+            text.append(f"  {printable(detail)}")
     level = attrs.get(semconv.LF_LEVEL) or ("ERROR" if span.status_code == "ERROR" else None)
     if level and level != "DEFAULT":
-        text.append(f"  {level}", style="bold red" if level == "ERROR" else "yellow")
+        text.append(f"  {printable(level)}", style="bold red" if level == "ERROR" else "yellow")
         message = attrs.get(semconv.LF_STATUS_MESSAGE) or span.status_message
         if message:
-            text.append(f": {message}", style="red" if level == "ERROR" else "yellow")
+            text.append(f": {printable(message)}", style="red" if level == "ERROR" else "yellow")
     if span.service_name and span.scope not in (semconv.TRACER_NAME, "langfuse-sdk"):
-        text.append(f"  ({span.service_name})", style="dim")
+        text.append(f"  ({printable(span.service_name)})", style="dim")
     return text
 
 
 def trace_tree(trace_id: str, spans: list[SpanRecord], scores: list[ScoreRecord]) -> Tree:
     """A rich Tree of one trace: spans nested by parent, scores at the end."""
-    root = Tree(Text(f"trace {trace_id}", style="bold magenta"))
+    root = Tree(Text(f"trace {printable(trace_id)}", style="bold magenta"))
     by_id = {span.span_id: span for span in spans}
     children: dict[str | None, list[SpanRecord]] = {}
     for span in spans:
@@ -119,10 +152,6 @@ def trace_tree(trace_id: str, spans: list[SpanRecord], scores: list[ScoreRecord]
     for score in scores:
         target = f" on {score.observation_id}" if score.observation_id else ""
         comment = f'  "{score.comment}"' if score.comment else ""
-        root.add(
-            Text(
-                f"score {score.name} = {score.value} ({score.data_type}){target}{comment}",
-                style="green",
-            )
-        )
+        line = f"score {score.name} = {score.value} ({score.data_type}){target}{comment}"
+        root.add(Text(printable(line), style="green"))
     return root

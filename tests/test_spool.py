@@ -73,7 +73,7 @@ def test_refused_then_recovered_with_a_sigkill_between_loses_nothing(tmp_path: P
     first.stdout.close()
     assert first.stdin is not None
     first.stdin.close()
-    assert Spool(spool).pending_spans(exporter_key("otlp", url)) == 100
+    assert Spool(spool).pending_spans(exporter_key("otlp", url, {})) == 100
     with otlp_receiver(port=port) as receiver:
         second = subprocess.run(
             [sys.executable, "-c", PRODUCER, url, spool, "30", "drain"],
@@ -87,7 +87,7 @@ def test_refused_then_recovered_with_a_sigkill_between_loses_nothing(tmp_path: P
         produced += json.loads(lines[0])
         received = {s.span_id for s in receiver.wait_for_spans(130)}
     assert set(produced) <= received
-    assert Spool(spool).pending_spans(exporter_key("otlp", url)) == 0
+    assert Spool(spool).pending_spans(exporter_key("otlp", url, {})) == 0
 
 
 def test_a_backend_that_never_answers_exits_in_time_and_loses_nothing(tmp_path: Path) -> None:
@@ -106,7 +106,7 @@ def test_a_backend_that_never_answers_exits_in_time_and_loses_nothing(tmp_path: 
         produced = json.loads(run.stdout.splitlines()[0])
         # the interpreter start and import are included; the shutdown budget is 2 s
         assert elapsed < 2 + 5, elapsed
-        assert Spool(spool).pending_spans(exporter_key("otlp", receiver.traces_url)) == 50
+        assert Spool(spool).pending_spans(exporter_key("otlp", receiver.traces_url, {})) == 50
         receiver.hang = False
         drained = subprocess.run(
             [sys.executable, "-c", PRODUCER, receiver.traces_url, spool, "0", "drain"],
@@ -148,15 +148,16 @@ def test_the_spool_stays_within_its_bounds_and_counts_evictions(tmp_path: Path) 
         on_evict=lambda key, spans: evicted.append(spans),
         clock=lambda: now[0],
     )
+    key = exporter_key("otlp", "http://127.0.0.1:4318/v1/traces")
     for _ in range(50):
-        spool.put("k", b"x" * 1000, spans=10)
+        spool.put(key, b"x" * 1000, spans=10)
         assert spool.total_bytes() <= 10_000
     assert sum(evicted) == 400  # 40 of 50 batches, the oldest first
-    remaining = spool.oldest("k", limit=100)
+    remaining = spool.oldest(key, limit=100)
     assert len(remaining) == 10 and remaining[0].id == 41
     now[0] += 61
-    spool.put("k", b"y" * 10, spans=1)
-    assert [b.body for b in spool.oldest("k", limit=100)] == [b"y" * 10]
+    spool.put(key, b"y" * 10, spans=1)
+    assert [b.body for b in spool.oldest(key, limit=100)] == [b"y" * 10]
     assert sum(evicted) == 500
 
 
@@ -193,7 +194,8 @@ def test_spool_flush_on_the_command_line_sends_what_waits(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url)
     monkeypatch.setenv("APPSDK_SPOOL_PATH", str(spool))
     status = CliRunner().invoke(cli, ["spool", "status"])
-    assert "otlp:" in status.output and " 5 " in status.output
+    assert f"otlp {url} (identity " in status.output
+    assert "5 spans" in status.output and "this configuration's" in status.output
     with otlp_receiver(port=port) as receiver:
         result = CliRunner().invoke(cli, ["spool", "flush", "--timeout", "20"])
         assert result.exit_code == 0, result.output

@@ -28,7 +28,7 @@ from appsdk.errors import AppSDKError
 from appsdk.feedback.model import Feedback
 from appsdk.feedback.outbox import Outbox, OutboxItem
 from appsdk.llmd.errors import retry_after_seconds
-from appsdk.policy import Policy, PolicyEngine
+from appsdk.policy import CaptureMode, Policy, PolicyEngine
 
 if TYPE_CHECKING:
     from appsdk.store.db import TraceStore
@@ -114,7 +114,7 @@ class FeedbackClient:
         import os
 
         path = outbox_path or os.environ.get("APPSDK_FEEDBACK_OUTBOX") or DEFAULT_OUTBOX
-        self.outbox = Outbox(path)
+        self.outbox = Outbox(path, destination=self.settings.langfuse_destination())
         assert self.settings.langfuse_public_key and self.settings.langfuse_secret_key
         credentials = (
             f"{self.settings.langfuse_public_key}:"
@@ -142,11 +142,7 @@ class FeedbackClient:
                 feedback = Feedback(**fields)
             except ValidationError as exc:
                 raise FeedbackValidationError.from_pydantic(exc) from None
-        comment = None
-        if feedback.comment:
-            comment = self._engine.render("feedback", feedback.comment)
-        now = datetime.datetime.now(datetime.UTC)
-        payload = feedback.to_score(now, comment)
+        payload = _safe_score(feedback, self._engine, datetime.datetime.now(datetime.UTC))
         if self.settings.environment:
             payload["environment"] = self.settings.environment
         if self.outbox is None:
@@ -166,8 +162,8 @@ class FeedbackClient:
                 id=feedback.id,
                 trace_id=feedback.trace_id,
                 observation_id=feedback.observation_id,
-                name=feedback.name,
-                value=feedback.value,
+                name=payload["name"],
+                value=feedback.value if isinstance(feedback.value, bool) else payload["value"],
                 data_type=str(feedback.data_type),
                 comment=payload.get("comment"),
                 created_ns=time.time_ns(),
@@ -309,6 +305,32 @@ class FeedbackClient:
 
 _default: FeedbackClient | None = None
 _default_lock = threading.Lock()
+
+
+def _safe_score(feedback: Feedback, policy: PolicyEngine, now: datetime.datetime) -> dict[str, Any]:
+    """The score item under the policy: what users type is content, like any other.
+
+    The comment follows the ``feedback`` mode; the score name, a text or categorical value and
+    the session id are scrubbed like any text (pseudonymized as the policy says); metadata
+    follows the ``metadata`` mode.
+    """
+    mode = policy.modes["feedback"]
+    scrub = mode is not CaptureMode.FULL
+    comment = policy.render("feedback", feedback.comment) if feedback.comment else None
+    payload = feedback.to_score(now, comment)
+    if scrub:
+        payload["name"] = policy.redactor.redact_repeated(payload["name"])
+        if isinstance(payload["value"], str):
+            payload["value"] = policy.redactor.redact(payload["value"])
+    if "sessionId" in payload:
+        payload["sessionId"] = policy.identity(payload["sessionId"], "session")
+    metadata = payload.pop("metadata", None)
+    metadata_mode = policy.metadata_mode
+    if metadata and metadata_mode is CaptureMode.METADATA:
+        payload["metadata"] = {"described": policy.describe(metadata)}
+    elif metadata and metadata_mode is not CaptureMode.NONE:
+        payload["metadata"] = policy.prepare(metadata, metadata_mode is CaptureMode.REDACTED)
+    return payload
 
 
 def default_client() -> FeedbackClient:
