@@ -34,6 +34,7 @@ from appsdk import semconv, span_policy
 from appsdk.batching import BatchExportProcessor, ExportSink
 from appsdk.egress import guard_span
 from appsdk.errors import StoreError
+from appsdk.langfuse_interop import mark_app_root, propagated_attributes
 from appsdk.policy import Policy
 from appsdk.spool import Spool, exporter_key
 from appsdk.trace_context import apply_trace_attributes
@@ -184,6 +185,7 @@ class Pipeline:
         self.on_shutdown: list[Callable[[], None]] = []
         self._environment = _environment_attributes(settings)
         self._ending = threading.local()
+        self._langfuse_roots = langfuse_span_filter if settings.langfuse_enabled else None
         self._closed = False
         self._lock = threading.Lock()
         self.langfuse_client: Any = None
@@ -199,7 +201,12 @@ class Pipeline:
             span_policy.bind(span, engine)
             if self._environment:
                 span.set_attributes(self._environment)
+            propagated = propagated_attributes(parent_context)
+            if propagated:  # written by the user through langfuse: guarded at the exit
+                span.set_attributes(propagated)
             apply_trace_attributes(span, engine)
+            if self._langfuse_roots is not None:
+                mark_app_root(span, parent_context, self._langfuse_roots)
         except Exception:  # the tracing path never raises into user code
             _log.debug("appsdk: span start failed", exc_info=True)
 
@@ -347,7 +354,7 @@ def _build(settings: Settings, provider: TracerProvider, policy: Policy) -> Pipe
                 exporter,
                 name="langfuse",
                 spool=spool,
-                spool_key=exporter_key("langfuse", exporter.endpoint),
+                spool_key=settings.langfuse_destination(),
                 **batching,
             ),
             _langfuse_filter_for(provider, settings),
@@ -358,7 +365,11 @@ def _build(settings: Settings, provider: TracerProvider, policy: Policy) -> Pipe
             name=name, endpoint=url, headers=headers, timeout_s=settings.export_timeout_s
         )
         processor = BatchExportProcessor(
-            exporter, name=name, spool=spool, spool_key=exporter_key(name, url), **batching
+            exporter,
+            name=name,
+            spool=spool,
+            spool_key=exporter_key(name, url, headers),
+            **batching,
         )
         pipeline.add_exporter(processor, None)
     if settings.local_store_enabled:
