@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import atexit
 import logging
+import re
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry import metrics
+
+from appsdk.errors import safe_url
 
 if TYPE_CHECKING:
     from appsdk.config import Settings
@@ -20,6 +24,25 @@ __all__ = ["install_meter_provider"]
 
 _log = logging.getLogger("appsdk")
 _installed: Any = None
+_URLISH = re.compile(r"\S+://\S+|\S*\?\S+")
+
+
+class _SafeURLs(logging.Filter):
+    """Rewrites every URL in a record through :func:`appsdk.errors.safe_url`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "://" in message or "?" in message:
+            record.msg = _URLISH.sub(lambda m: safe_url(m.group()), message)
+            record.args = ()
+        return True
+
+
+_SAFE_URLS = _SafeURLs()
+_EXPORTER_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    "opentelemetry.exporter.otlp.proto.http._common",
+)
 
 
 def install_meter_provider(settings: Settings) -> Any:
@@ -41,7 +64,12 @@ def install_meter_provider(settings: Settings) -> Any:
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
     traces_url, headers = endpoints[0]
-    url = traces_url.removesuffix("/v1/traces") + "/v1/metrics"
+    parts = urlsplit(traces_url)
+    url = urlunsplit(parts._replace(path=parts.path.removesuffix("/v1/traces") + "/v1/metrics"))
+    # The SDK's exporter logs its URL on every failed retry: never with a credential in it.
+    # (A logger's filter sees only its own records, so each module's logger gets one.)
+    for name in _EXPORTER_LOGGERS:
+        logging.getLogger(name).addFilter(_SAFE_URLS)
     reader = PeriodicExportingMetricReader(
         OTLPMetricExporter(endpoint=url, headers=headers, timeout=settings.export_timeout_s),
         export_interval_millis=10_000,

@@ -167,3 +167,15 @@ def test_settings_built_in_code_do_not_echo_a_bad_value() -> None:
 )
 def test_safe_url_keeps_where_and_drops_who(url: str, shown: str) -> None:
     assert safe_url(url) == shown
+
+
+def test_the_metric_exporter_never_logs_a_credential_in_its_url(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+
+    from appsdk.metrics_export import _EXPORTER_LOGGERS, _SAFE_URLS
+
+    for name in _EXPORTER_LOGGERS:
+        logging.getLogger(name).addFilter(_SAFE_URLS)
+        logging.getLogger(name).warning("retrying url: %s", "/v1/metrics?api_key=PLANTED0042")
+    assert "PLANTED0042" not in caplog.text and "/v1/metrics" in caplog.text
