@@ -211,7 +211,8 @@ def _begin(options: _Options, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         if options.capture_input:
             input = {"args": args[1:] if options.is_method else args, "kwargs": kwargs}
         context = _parent_context(trace_id, parent_id) if trace_id else None
-        as_root = context is not None and not parent_id
+        # As langfuse 5 does: an explicit trace id makes this observation the trace's root.
+        as_root = context is not None
         observation = _start(
             pipeline,
             options.name,
