@@ -4,10 +4,12 @@ The OpenTelemetry SDK's ``BatchSpanProcessor`` (1.45) drops silently unless its 
 metrics are switched on, has a fixed 30 s join in ``shutdown()``, and drops a batch after its
 retries. This one keeps the same shape (bounded deque, one daemon worker, re-created after
 fork) and adds: counters for ``appsdk.stats()``, a shutdown that keeps its deadline, and a
-spool. While a backend fails with a retryable error its batches go to the on-disk spool
-without further network attempts; a probe every few seconds sends the oldest spooled batch,
-and once one is acknowledged the spool drains, oldest first. The caller's thread only ever
-appends to the deque.
+spool. A healthy backend gets every batch live, under any load: the worker waits for the
+request in flight, and a producer that outruns export is dropped at the bounded queue, counted.
+While a backend fails with a retryable error (or is slower than the hand-over wait) its
+batches go to the on-disk spool without further network attempts; a probe with backoff sends
+the oldest spooled batch, and once one is acknowledged the spool drains, oldest first, between
+live batches. The caller's thread only ever appends to the deque.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class _Sender:
         self._done = done
         self._idle = idle
         self._job: _Job | None = None
+        self._stopping = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=f"appsdk-send-{name}", daemon=True)
         self._thread.start()
@@ -107,13 +110,27 @@ class _Sender:
     def current(self) -> _Job | None:
         return self._job
 
-    def submit(self, job: _Job) -> bool:
+    def submit(self, job: _Job, wait_s: float = 0.0) -> bool:
+        """Hand ``job`` over, waiting up to ``wait_s`` for the request in flight to end.
+
+        A wait ends early once :meth:`stop_waiting` is called (shutdown: spool, don't wait).
+        """
         with self._cond:
-            if self._job is not None:
+            if self._job is not None and (
+                wait_s <= 0
+                or self._stopping
+                or not self._cond.wait_for(lambda: self._job is None or self._stopping, wait_s)
+                or self._job is not None
+            ):
                 return False
             self._job = job
             self._cond.notify_all()
             return True
+
+    def stop_waiting(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
 
     def wait_idle(self, timeout_s: float) -> bool:
         with self._cond:
@@ -191,6 +208,9 @@ class BatchExportProcessor(SpanProcessor):
         self._max_queue = max_queue_size
         self._max_batch = max_export_batch_size
         self._delay = schedule_delay_s
+        # How long a batch waits for the request in flight before it goes to the spool: a
+        # known outage puts batches on disk within about this long.
+        self._handover_s = max(0.05, min(schedule_delay_s, 1.0))
         spoolable = hasattr(exporter, "encode") and hasattr(exporter, "send_encoded")
         self._spool = spool if spoolable else None
         self.spool_key = spool_key or exporter_key(name, name)
@@ -264,18 +284,21 @@ class BatchExportProcessor(SpanProcessor):
             with self._flushed:
                 self._exported_upto += len(batch)
                 self._flushed.notify_all()
+            # Under sustained load the queue never empties: a recovered backend's spool drains
+            # between live batches, one for one, rather than only once traffic stops.
+            self._drain_spool(wait_s=self._handover_s)
 
-    def _drain_spool(self) -> None:
-        """Hand the oldest spooled batch to the sender, if it is free and the backend is up."""
+    def _drain_spool(self, wait_s: float = 0.0) -> None:
+        """Hand the oldest spooled batch to the sender when it is free and the backend is up."""
         spool = self._spool
-        if spool is None or self._sender.busy:
+        if spool is None or (self._sender.busy and wait_s <= 0):
             return
         if self._backoff.down and (self._shutdown or not self._backoff.may_probe()):
             return
         oldest = spool.oldest(self.spool_key)
         if oldest:
             batch = oldest[0]
-            self._sender.submit(_Job(batch.body, batch.spans, batch.id))
+            self._sender.submit(_Job(batch.body, batch.spans, batch.id), wait_s)
 
     def _sent(self, job: _Job, outcome: ExportOutcome) -> None:
         """The sender's report on one request (runs on the sender thread)."""
@@ -331,12 +354,11 @@ class BatchExportProcessor(SpanProcessor):
             )
             self.stats.add(export_failures=1, failed_spans=len(batch))
             return
-        # Down, slow (the sender still waits on a request), or older batches still waiting:
-        # to the spool, in order. Batching never waits on the network.
-        if (
-            self._backoff.down
-            or spool.pending(self.spool_key)
-            or not self._sender.submit(_Job(body, len(batch), None))
+        # A healthy backend takes every batch live: the worker waits for the request in flight
+        # (the queue absorbs the producers meanwhile, and drops, counted, when it is full).
+        # Only a backend that is down, or slower than the hand-over allows, fills the spool.
+        if self._backoff.down or not self._sender.submit(
+            _Job(body, len(batch), None), self._handover_s
         ):
             self._spool_put(body, len(batch))
 
@@ -400,6 +422,8 @@ class BatchExportProcessor(SpanProcessor):
             return
         deadline = time.monotonic() + timeout_s
         self._shutdown = True
+        if self._spool is not None:
+            self._sender.stop_waiting()  # batches in hand go to the spool, not to a hung send
         self._wake.set()
         # Leave a slice of the budget to spool what a hung export still holds.
         self._worker.join(max(0.0, timeout_s * 0.7 if self._spool else timeout_s))

@@ -95,7 +95,8 @@ class OTLPReceiver:
     def wait_for(self, predicate: Callable[[OTLPReceiver], bool], timeout: float = 10.0) -> None:
         with self.changed:
             if not self.changed.wait_for(lambda: predicate(self), timeout):
-                raise AssertionError(f"receiver never saw what was expected; got {self.spans}")
+                got = f"{len(self.requests)} requests, {len(self.spans)} spans"
+                raise AssertionError(f"receiver never saw what was expected; got {got}")
 
     def wait_for_spans(self, count: int, timeout: float = 10.0) -> list[ReceivedSpan]:
         self.wait_for(lambda r: len([s for q in r.requests for s in q.spans]) >= count, timeout)
