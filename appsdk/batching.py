@@ -28,6 +28,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from appsdk.backoff import Backoff
 from appsdk.spool import Destination, Spool, exporter_key
 
 __all__ = ["BatchExportProcessor", "ExportOutcome", "ExportSink", "ExporterStats"]
@@ -43,6 +44,10 @@ class ExportOutcome:
     retryable: bool = False
     status: int | None = None
     reason: str = ""
+    retry_after_s: float | None = None
+    """The backend's ``Retry-After``: no request to it before this many seconds."""
+    too_large: bool = False
+    """413: the batch is split and its halves are sent again (a single span is rejected)."""
 
 
 @dataclass(slots=True)
@@ -58,6 +63,8 @@ class ExporterStats:
     resent: int = 0
     spool_evicted: int = 0
     rejected: int = 0
+    spool_faults: int = 0
+    spool_delete_failures: int = 0
     queued: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -98,6 +105,7 @@ class _Sender:
         self._idle = idle
         self._job: _Job | None = None
         self._stopping = False
+        self._ended = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=f"appsdk-send-{name}", daemon=True)
         self._thread.start()
@@ -132,6 +140,12 @@ class _Sender:
             self._stopping = True
             self._cond.notify_all()
 
+    def end(self) -> None:
+        """Let the thread end once the request in flight (if any) is done."""
+        with self._cond:
+            self._stopping = self._ended = True
+            self._cond.notify_all()
+
     def wait_idle(self, timeout_s: float) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: self._job is None, max(0.0, timeout_s))
@@ -139,9 +153,10 @@ class _Sender:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._job is not None)
+                self._cond.wait_for(lambda: self._job is not None or self._ended)
                 job = self._job
-            assert job is not None
+                if job is None:  # ended with nothing in flight: the thread goes
+                    return
             try:
                 outcome: ExportOutcome = self._send(job.body, job.spans)
             except Exception as exc:  # an exporter bug must not kill the sender
@@ -154,31 +169,6 @@ class _Sender:
                 self._job = None
                 self._cond.notify_all()
             self._idle()  # free again: the worker may hand over the next spooled batch
-
-
-class _Backoff:
-    """When to probe a failing backend again: 0.5 s doubling to 30 s."""
-
-    def __init__(self, first_s: float = 0.5, longest_s: float = 30.0) -> None:
-        self.first_s, self.longest_s = first_s, longest_s
-        self.failures = 0
-        self.until = 0.0
-
-    @property
-    def down(self) -> bool:
-        return self.failures > 0
-
-    def failed(self) -> None:
-        self.failures += 1
-        delay = min(self.longest_s, self.first_s * 2 ** (self.failures - 1))
-        self.until = time.monotonic() + delay
-
-    def recovered(self) -> None:
-        self.failures = 0
-        self.until = 0.0
-
-    def may_probe(self) -> bool:
-        return time.monotonic() >= self.until
 
 
 class BatchExportProcessor(SpanProcessor):
@@ -214,7 +204,12 @@ class BatchExportProcessor(SpanProcessor):
         spoolable = hasattr(exporter, "encode") and hasattr(exporter, "send_encoded")
         self._spool = spool if spoolable else None
         self.spool_key = spool_key or exporter_key(name, name)
-        self._backoff = _Backoff()
+        self._backoff = Backoff()
+        # Each spooled batch is claimed for as long as one send may take, and then some.
+        self._claimer = f"{os.getpid()}-{id(self):x}-{time.monotonic_ns():x}"
+        self._lease_s = 60.0
+        self._undeletable: set[int] = set()
+        self._spool_fault_warned = False
         self._queue: collections.deque[ReadableSpan] = collections.deque()
         self._shutdown = False
         self._full_warned = False
@@ -295,36 +290,103 @@ class BatchExportProcessor(SpanProcessor):
             return
         if self._backoff.down and (self._shutdown or not self._backoff.may_probe()):
             return
-        oldest = spool.oldest(self.spool_key)
-        if oldest:
-            batch = oldest[0]
-            self._sender.submit(_Job(batch.body, batch.spans, batch.id), wait_s)
+        try:
+            batch = spool.claim_oldest(
+                self.spool_key, self._claimer, self._lease_s, skip=self._undeletable
+            )
+        except Exception as exc:  # a broken spool must not stop live export
+            self._spool_fault("read", exc)
+            return
+        if batch is not None and not self._sender.submit(
+            _Job(batch.body, batch.spans, batch.id), wait_s
+        ):
+            self._spool_call(spool.release, batch.id)
 
     def _sent(self, job: _Job, outcome: ExportOutcome) -> None:
         """The sender's report on one request (runs on the sender thread)."""
-        spool = self._spool
-        assert spool is not None
         if outcome.ok:
-            if job.spool_id is not None:
-                spool.remove(job.spool_id)
-                self.stats.add(exported=job.spans, resent=job.spans)
-            else:
-                self.stats.add(exported=job.spans)
-            self._backoff.recovered()
-            self._wake.set()  # more may wait in the spool
+            self._delivered(job)
+        elif outcome.too_large and job.spans > 1:
+            self._split(job)
         elif outcome.retryable:
             self.stats.add(export_failures=1)
-            self._backoff.failed()
+            self._backoff.failed(outcome.retry_after_s)
             if job.spool_id is None:
                 self._spool_put(job.body, job.spans)
+            else:
+                self._spool_call(self._spool_or_fail().release, job.spool_id)
         else:
             self.stats.add(export_failures=1, rejected=job.spans)
+            spool = self._spool_or_fail()
             if job.spool_id is not None:
-                spool.reject(job.spool_id, outcome.reason)
+                self._spool_call(spool.reject, job.spool_id, outcome.reason)
             else:
-                spool.put(self.spool_key, job.body, job.spans, rejected=outcome.reason)
+                self._spool_call(
+                    spool.put, self.spool_key, job.body, job.spans, rejected=outcome.reason
+                )
         with self._flushed:
             self._flushed.notify_all()
+
+    def _delivered(self, job: _Job) -> None:
+        if job.spool_id is None:
+            self.stats.add(exported=job.spans)
+        else:
+            self.stats.add(exported=job.spans, resent=job.spans)
+            if not self._spool_call(self._spool_or_fail().remove, job.spool_id):
+                # Delivered but still on disk: this process never sends it again (another
+                # process may, once this one's claim has run out; Langfuse upserts by span id).
+                self._undeletable.add(job.spool_id)
+                self.stats.add(spool_delete_failures=1)
+        self._backoff.recovered()
+        self._wake.set()  # more may wait in the spool
+
+    def _split(self, job: _Job) -> None:
+        """413: spool both halves in place of the batch; one span alone is rejected."""
+        spool = self._spool_or_fail()
+        try:
+            halves = self.exporter.split(job.body)  # type: ignore[attr-defined]
+        except Exception as exc:
+            _log.warning("appsdk: could not split a batch of %s: %s", self.name, exc)
+            halves = []
+        if len(halves) < 2:
+            reason = "HTTP 413: the batch is too large and cannot be split"
+            self.stats.add(export_failures=1, rejected=job.spans)
+            if job.spool_id is not None:
+                self._spool_call(spool.reject, job.spool_id, reason)
+            else:
+                self._spool_call(spool.put, self.spool_key, job.body, job.spans, rejected=reason)
+            return
+        for body, spans in halves:
+            self._spool_put(body, spans)
+        if job.spool_id is not None:
+            self._spool_call(spool.remove, job.spool_id)
+            self.stats.add(spooled=-job.spans)  # its halves are counted in its place
+        self._wake.set()
+
+    def _spool_or_fail(self) -> Spool:
+        assert self._spool is not None
+        return self._spool
+
+    def _spool_call(self, method: Any, *args: Any, **kwargs: Any) -> bool:
+        """Call a spool method; a spool fault (full disk, read-only) is counted, never raised."""
+        try:
+            method(*args, **kwargs)
+        except Exception as exc:
+            self._spool_fault(method.__name__, exc)
+            return False
+        return True
+
+    def _spool_fault(self, what: str, exc: Exception) -> None:
+        self.stats.add(spool_faults=1)
+        if not self._spool_fault_warned:
+            self._spool_fault_warned = True
+            _log.warning(
+                "appsdk: the spool of %s failed (%s: %s); live export goes on, and what could "
+                "not be kept is counted in appsdk.stats()",
+                self.name,
+                what,
+                type(exc).__name__,
+            )
 
     def _export(self, batch: list[ReadableSpan]) -> None:
         if self._spool is not None:
@@ -364,11 +426,8 @@ class BatchExportProcessor(SpanProcessor):
 
     def _spool_put(self, body: bytes, spans: int) -> None:
         assert self._spool is not None
-        try:
-            self._spool.put(self.spool_key, body, spans)
-        except Exception as exc:  # a full disk: count the loss, keep running
-            _log.warning("appsdk: could not spool %d spans of %s: %s", spans, self.name, exc)
-            self.stats.add(failed_spans=spans)
+        if not self._spool_call(self._spool.put, self.spool_key, body, spans):
+            self.stats.add(failed_spans=spans)  # a full disk: counted, and export goes on
             return
         self.stats.add(spooled=spans)
 
@@ -389,7 +448,7 @@ class BatchExportProcessor(SpanProcessor):
         if self._spool is None:
             return True
         # A slow backend leaves batches in the spool while it is up: flushing sends them too.
-        while self._spool.pending(self.spool_key) and not self._backoff.down:
+        while self._spool_waiting() and not self._backoff.down:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -398,22 +457,31 @@ class BatchExportProcessor(SpanProcessor):
                 self._flushed.wait(min(remaining, 0.1))
         return self._sender.wait_idle(deadline - time.monotonic())
 
+    def _spool_waiting(self) -> bool:
+        """Whether batches this process may still send wait in the spool."""
+        assert self._spool is not None
+        try:
+            return self._spool.pending(self.spool_key) > len(self._undeletable)
+        except Exception as exc:
+            self._spool_fault("read", exc)
+            return False
+
     def drain_spool(self, timeout_s: float) -> bool:
         """Send what waits in the spool now; True once none is left for this exporter."""
         spool = self._spool
         if spool is None:
             return True
         deadline = time.monotonic() + timeout_s
-        self._backoff.until = 0.0  # probe now rather than at the next backoff step
-        while spool.pending(self.spool_key):
+        # An explicit drain may probe at once, but the backoff holds after that, and a
+        # server's Retry-After holds throughout: a flush never hammers a struggling backend.
+        self._backoff.probe_now()
+        while self._spool_waiting():
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._worker.is_alive():
                 return False
             self._wake.set()
             with self._flushed:
-                self._flushed.wait(min(remaining, 0.1))
-            if self._backoff.down and not self._backoff.may_probe():
-                self._backoff.until = 0.0
+                self._flushed.wait(min(remaining, max(0.05, self._backoff.wait_s()), 0.5))
         return True
 
     def shutdown(self, timeout_s: float = 2.0) -> None:
@@ -443,6 +511,8 @@ class BatchExportProcessor(SpanProcessor):
                 left = []
         if left:
             self.stats.add(dropped_at_shutdown=len(left))
+        if self._spool is not None:
+            self._sender.end()
         try:
             self.exporter.shutdown()
         except Exception:  # shutting down must not raise at exit

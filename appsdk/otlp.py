@@ -10,14 +10,18 @@ failure is classified (retryable or not) for the caller, and an outage is report
 from __future__ import annotations
 
 import base64
+import datetime
+import email.utils
 import gzip
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import httpx
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -28,7 +32,11 @@ __all__ = ["ExportOutcome", "OTLPHttpExporter", "langfuse_exporter"]
 
 _log = logging.getLogger("appsdk")
 
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# What retrying cannot fix: the request itself is wrong, or the credentials are refused.
+# Everything else that is not a success can succeed later and is retried with backoff: 5xx,
+# 429, 408, a 404 or a redirect from a proxy or a deploy in progress (redirects are never
+# followed: a POST body must not go to another host). 413 is split, not rejected.
+REJECTED_STATUS = frozenset({400, 401, 403, 405, 409, 410, 415, 422})
 
 
 class OTLPHttpExporter(SpanExporter):
@@ -67,6 +75,32 @@ class OTLPHttpExporter(SpanExporter):
         self._lock = threading.Lock()
         self._closed = False
 
+    def split(self, body: bytes) -> list[tuple[bytes, int]]:
+        """An encoded batch as two halves, each encoded the same way, with their span counts."""
+        raw = gzip.decompress(body) if self._compression else body
+        request = ExportTraceServiceRequest.FromString(raw)
+        located = [
+            (r, s, span)
+            for r, resource in enumerate(request.resource_spans)
+            for s, scope in enumerate(resource.scope_spans)
+            for span in scope.spans
+        ]
+        if len(located) < 2:
+            return []
+        middle = len(located) // 2
+        return [self._encode_part(request, part) for part in (located[:middle], located[middle:])]
+
+    def _encode_part(self, request: Any, located: list[tuple[int, int, Any]]) -> tuple[bytes, int]:
+        part = ExportTraceServiceRequest()
+        part.CopyFrom(request)
+        for resource in part.resource_spans:
+            for scope in resource.scope_spans:
+                del scope.spans[:]
+        for r, s, span in located:
+            part.resource_spans[r].scope_spans[s].spans.append(span)
+        raw = part.SerializeToString()
+        return (gzip.compress(raw, compresslevel=5) if self._compression else raw), len(located)
+
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         """The request body for ``spans``: OTLP protobuf, gzip-compressed if configured."""
         body: bytes = encode_spans(spans).SerializeToString()
@@ -92,18 +126,9 @@ class OTLPHttpExporter(SpanExporter):
         except httpx.TimeoutException:
             outcome = ExportOutcome(ok=False, retryable=True, reason="timed out")
         except (httpx.TransportError, RuntimeError) as exc:
-            outcome = ExportOutcome(ok=False, retryable=True, reason=type(exc).__name__)
+            outcome = ExportOutcome(ok=False, retryable=True, reason=connection_failure(exc))
         else:
-            code = response.status_code
-            if 200 <= code < 300:
-                outcome = ExportOutcome(ok=True, status=code)
-            else:
-                outcome = ExportOutcome(
-                    ok=False,
-                    retryable=code in RETRYABLE_STATUS,
-                    status=code,
-                    reason=f"HTTP {code} {response.reason_phrase}",
-                )
+            outcome = classify(response)
         self._report(outcome, count)
         return outcome
 
@@ -143,6 +168,79 @@ class OTLPHttpExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+def classify(response: httpx.Response) -> ExportOutcome:
+    """What one answer of an OTLP endpoint means for the batch it answered."""
+    code = response.status_code
+    if 200 <= code < 300:
+        return ExportOutcome(ok=True, status=code)
+    reason = f"HTTP {code} {response.reason_phrase}".rstrip()
+    if 300 <= code < 400:
+        location = response.headers.get("location")
+        where = f" to {safe_url(location)}" if location else ""
+        reason += f" (a redirect{where}: appsdk does not follow it; configure the final URL)"
+    return ExportOutcome(
+        ok=False,
+        retryable=code not in REJECTED_STATUS and code != 413,
+        status=code,
+        reason=reason,
+        retry_after_s=retry_after(response),
+        too_large=code == 413,
+    )
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The ``Retry-After`` of an answer in seconds (delta or HTTP date), capped at an hour."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        seconds = (when - datetime.datetime.now(datetime.UTC)).total_seconds()
+    if seconds != seconds or seconds < 0:  # NaN or in the past
+        return None
+    return min(seconds, 3600.0)
+
+
+def connection_failure(exc: Exception) -> str:
+    """Which failure a transport error was, in words a user can act on."""
+    text = " ".join(str(part) for part in (exc, exc.__cause__, exc.__context__) if part)
+    lowered = text.lower()
+    kinds = (
+        (
+            ("wrong_version_number", "record layer", "ssl", "tls"),
+            "TLS handshake failed (is the endpoint plain HTTP? then use http://)",
+        ),
+        (("connection refused", "errno 111"), "connection refused (nothing listens there)"),
+        (
+            (
+                "name or service not known",
+                "nodename nor servname",
+                "getaddrinfo",
+                "errno -2",
+                "errno -3",
+                "temporary failure in name resolution",
+            ),
+            "host name not found",
+        ),
+        (("network is unreachable", "no route to host"), "network unreachable"),
+        (
+            ("connection reset", "remotedisconnected", "server disconnected"),
+            "connection closed by the server",
+        ),
+    )
+    for needles, meaning in kinds:
+        if any(needle in lowered for needle in needles):
+            return meaning
+    return type(exc).__name__
 
 
 def langfuse_exporter(

@@ -273,6 +273,11 @@ class Pipeline:
                 _log.debug("appsdk: a shutdown callback failed", exc_info=True)
         for processor, _ in self.processors:
             processor.shutdown(timeout_s=max(0.0, deadline - time.monotonic()))
+        if self.spool is not None:
+            try:
+                self.spool.close()  # a re-configured process keeps no file open twice
+            except Exception:
+                _log.debug("appsdk: closing the spool failed", exc_info=True)
 
 
 _state_lock = threading.Lock()

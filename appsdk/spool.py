@@ -228,7 +228,14 @@ class Spool:
         self._conn = open_database(self.path, _SCHEMA, what="export spool")
         try:
             _add_columns(
-                self._conn, "spool", ["identity TEXT NOT NULL DEFAULT ''", "destination TEXT"]
+                self._conn,
+                "spool",
+                [
+                    "identity TEXT NOT NULL DEFAULT ''",
+                    "destination TEXT",
+                    "claimed_by TEXT",
+                    "claimed_until REAL",
+                ],
             )
             self._conn.execute("DROP INDEX IF EXISTS spool_by_exporter")
             self._conn.execute(_INDEX)
@@ -298,6 +305,37 @@ class Spool:
                 (*self._key(destination), limit),
             ).fetchall()
         return [SpooledBatch(r[0], r[1], r[2]) for r in rows]
+
+    def claim_oldest(
+        self, destination: Destination, claimer: str, lease_s: float, skip: Iterable[int] = ()
+    ) -> SpooledBatch | None:
+        """Claim the oldest batch for ``destination`` no other process holds, for ``lease_s``.
+
+        Processes sharing one spool send each batch once: a claimed row is invisible to the
+        others until its claimer removes it, releases it, or dies and the lease runs out.
+        ``skip`` names rows this process must not send again (delivered, not deletable).
+        """
+        exporter, identity = self._key(destination)
+        now = self._clock()
+        skipped = tuple(skip)
+        not_skipped = f"AND id NOT IN ({','.join('?' * len(skipped))}) " if skipped else ""
+        with self._lock:
+            row = self._conn.execute(
+                "UPDATE spool SET claimed_by = ?, claimed_until = ? WHERE id = ("
+                "SELECT id FROM spool WHERE exporter = ? AND identity = ? AND rejected IS NULL "
+                "AND (claimed_until IS NULL OR claimed_until < ? OR claimed_by = ?) "
+                f"{not_skipped}ORDER BY id LIMIT 1) RETURNING id, spans, body",
+                (claimer, now + lease_s, exporter, identity, now, claimer, *skipped),
+            ).fetchone()
+        return SpooledBatch(row[0], row[1], row[2]) if row is not None else None
+
+    def release(self, batch_id: int) -> None:
+        """Give a claimed batch back (its send failed and may be retried by anyone)."""
+        with self._lock:
+            self._conn.execute(
+                "UPDATE spool SET claimed_by = NULL, claimed_until = NULL WHERE id = ?",
+                (batch_id,),
+            )
 
     def remove(self, batch_id: int) -> None:
         with self._lock:

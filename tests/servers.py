@@ -80,6 +80,8 @@ class OTLPReceiver:
     hang: bool = False
     delay_s: float = 0.0
     requests: list[Request] = field(default_factory=list)
+    # Chooses each answer from the decoded spans of the request: (status, extra headers).
+    responder: Callable[[list[ReceivedSpan]], tuple[int, dict[str, str]]] | None = None
     changed: threading.Condition = field(default_factory=threading.Condition)
     release: threading.Event = field(default_factory=threading.Event)
 
@@ -120,7 +122,10 @@ def otlp_receiver(*, port: int = 0, **options: Any) -> Iterator[OTLPReceiver]:
             raw = self.rfile.read(int(self.headers.get("content-length", 0)))
             body = gzip.decompress(raw) if self.headers.get("content-encoding") == "gzip" else raw
             is_traces = not self.path.endswith("/v1/metrics")
-            spans = decode(body) if receiver.status == 200 and body and is_traces else []
+            status, extra = receiver.status, {}
+            if receiver.responder is not None and body and is_traces:
+                status, extra = receiver.responder(decode(body))
+            spans = decode(body) if status == 200 and body and is_traces else []
             with receiver.changed:
                 receiver.requests.append(
                     Request(
@@ -128,7 +133,9 @@ def otlp_receiver(*, port: int = 0, **options: Any) -> Iterator[OTLPReceiver]:
                     )
                 )
                 receiver.changed.notify_all()
-            self.send_response(receiver.status)
+            self.send_response(status)
+            for name, value in extra.items():
+                self.send_header(name, value)
             self.send_header("content-type", "application/x-protobuf")
             self.send_header("content-length", "0")
             self.end_headers()
