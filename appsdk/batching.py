@@ -490,11 +490,13 @@ class BatchExportProcessor(SpanProcessor):
             return
         deadline = time.monotonic() + timeout_s
         self._shutdown = True
-        if self._spool is not None:
-            self._sender.stop_waiting()  # batches in hand go to the spool, not to a hung send
         self._wake.set()
-        # Leave a slice of the budget to spool what a hung export still holds.
-        self._worker.join(max(0.0, timeout_s * 0.7 if self._spool else timeout_s))
+        # A healthy backend gets the rest live; leave a slice of the budget to spool what a
+        # slow or hung backend has not taken by then.
+        self._worker.join(max(0.0, timeout_s * 0.6 if self._spool else timeout_s))
+        if self._spool is not None and self._worker.is_alive():
+            self._sender.stop_waiting()  # batches in hand go to the spool, not to a hung send
+            self._worker.join(max(0.0, min(timeout_s * 0.2, deadline - time.monotonic())))
         left: list[ReadableSpan] = []
         while self._queue:
             left.append(self._queue.popleft())

@@ -9,7 +9,6 @@ Re-configuring swaps what the slot points at; the provider itself lives as long 
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 import time
@@ -30,7 +29,7 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
-from appsdk import semconv, span_policy
+from appsdk import lifecycle, semconv, span_policy
 from appsdk.batching import BatchExportProcessor, ExportSink
 from appsdk.egress import guard_span
 from appsdk.errors import StoreError
@@ -285,7 +284,6 @@ _slot = _PipelineSlot()
 _sampler = _DelegatingSampler()
 _provider: TracerProvider | None = None
 _retired: Pipeline | None = None
-_atexit_registered = False
 
 
 def current() -> Pipeline | None:
@@ -445,7 +443,6 @@ def configure(*, policy: Policy | None = None, **options: Any) -> Pipeline:
     Raises:
         ConfigError: an option or environment variable is invalid.
     """
-    global _atexit_registered
     from appsdk.config import load_settings
 
     settings = load_settings(**options)
@@ -456,9 +453,7 @@ def configure(*, policy: Policy | None = None, **options: Any) -> Pipeline:
         pipeline = _build(settings, provider, policy)
         previous, _slot.pipeline = _slot.pipeline, pipeline
         _sampler.target = pipeline.sampler
-        if not _atexit_registered:
-            atexit.register(_shutdown_at_exit)
-            _atexit_registered = True
+        lifecycle.install(stop=_shutdown_at_exit, flush=_flush_at_signal)
     if previous is not None:
         previous.shutdown()
     _attach_langfuse_client(pipeline)
@@ -466,6 +461,12 @@ def configure(*, policy: Policy | None = None, **options: Any) -> Pipeline:
 
     install_meter_provider(settings)
     return pipeline
+
+
+def _flush_at_signal() -> None:
+    pipeline = _slot.pipeline
+    if pipeline is not None:
+        pipeline.flush(pipeline.settings.shutdown_timeout_s)
 
 
 def _shutdown_at_exit() -> None:
