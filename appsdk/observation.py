@@ -67,6 +67,13 @@ def _cost(cost: Mapping[str, Any]) -> str | None:
     return json.dumps(clean) if clean else None
 
 
+def _metadata_value(policy: PolicyEngine, mode: CaptureMode, value: Any) -> str:
+    if mode is CaptureMode.METADATA:
+        return policy.describe(value)
+    # Compact and unescaped, as langfuse encodes metadata values (JavaScript's JSON.stringify).
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 class Observation:
     """A handle to one observation: ``update()`` it, then ``end()`` or ``fail()`` it once.
 
@@ -120,7 +127,7 @@ class Observation:
         *,
         input: Any = UNSET,
         output: Any = UNSET,
-        metadata: Mapping[str, Any] | None = None,
+        metadata: Any = None,
         level: str | None = None,
         status_message: str | None = None,
         model: str | None = None,
@@ -149,7 +156,7 @@ class Observation:
             rendered = policy.render(output_kind, output)
             if rendered is not None:
                 safe[semconv.LF_OUTPUT] = rendered
-        if metadata:
+        if metadata is not None:
             self._metadata(semconv.LF_METADATA, metadata, safe)
         if level is not None:
             if level in semconv.LEVELS:
@@ -177,16 +184,21 @@ class Observation:
             self.link_prompt(prompt)
         return self
 
-    def _metadata(self, prefix: str, metadata: Mapping[str, Any], safe: dict[str, Any]) -> None:
+    def _metadata(self, prefix: str, metadata: Any, safe: dict[str, Any]) -> None:
+        """Metadata as langfuse writes it: one attribute per key, or one for a non-dict value."""
         policy = self._policy
         mode = policy.metadata_mode
         if mode is CaptureMode.NONE:
             return
-        for key, value in policy.prepare(dict(metadata), mode is CaptureMode.REDACTED).items():
-            if value is None:
+        redact = mode is CaptureMode.REDACTED
+        if not isinstance(metadata, dict):
+            prepared = policy.prepare(metadata, redact)
+            safe[prefix] = _metadata_value(policy, mode, prepared)
+            return
+        for key, value in policy.prepare(metadata, redact).items():
+            if value is None:  # as in langfuse: None does not overwrite an earlier value
                 continue
-            encoded = policy.describe(value) if mode is CaptureMode.METADATA else json.dumps(value)
-            safe[f"{prefix}.{key}"] = encoded
+            safe[f"{prefix}.{key}"] = _metadata_value(policy, mode, value)
 
     def link_prompt(self, prompt: Any) -> None:
         """Link a Langfuse prompt (name + int version) to this generation; never a fallback."""

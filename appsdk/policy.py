@@ -7,8 +7,6 @@ span, or ``None`` when nothing may.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
 import enum
 import hashlib
 import hmac
@@ -23,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field
 
 from appsdk.errors import ConfigError
 from appsdk.redaction import Redactor, is_secret_key
+from appsdk.serialization import MAX_DEPTH, float_value, int_value, key_text, plain
 
 __all__ = ["CaptureMode", "ContentKind", "Policy", "PolicyEngine"]
 
@@ -51,7 +50,7 @@ CONTENT_KINDS: tuple[ContentKind, ...] = (
 )
 
 SECRET_PLACEHOLDER = "[REDACTED:SECRET]"
-_MAX_DEPTH = 12
+_UNLIMITED = 2**62
 
 
 class Policy(BaseModel):
@@ -118,10 +117,14 @@ class Policy(BaseModel):
         return cls(**none)
 
     @classmethod
-    def full(cls) -> Policy:
-        """A policy that records all content as given (still truncated to the limits)."""
-        full: dict[str, Any] = dict.fromkeys(CONTENT_KINDS, CaptureMode.FULL)
-        return cls(**full)
+    def full(cls, **overrides: Any) -> Policy:
+        """A policy that records all content as given: no redaction, no truncation.
+
+        What ``langfuse.observe`` records; pass ``max_chars`` / ``max_items`` to cut anyway.
+        """
+        values: dict[str, Any] = dict.fromkeys(CONTENT_KINDS, CaptureMode.FULL)
+        values.update(max_chars=_UNLIMITED, max_items=_UNLIMITED)
+        return cls(**{**values, **overrides})
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Policy:
@@ -249,8 +252,9 @@ class PolicyEngine:
         if mode is CaptureMode.METADATA:
             return self.describe(value)
         prepared = self.prepare(value, mode is CaptureMode.REDACTED)
-        if type(prepared) is str:
-            return prepared
+        # A str (a str enum too, as langfuse does) is recorded as it is; anything else as JSON.
+        if isinstance(value, str):
+            return prepared  # type: ignore[no-any-return]
         return json.dumps(prepared)
 
     def render_text(self, kind: str, text: str) -> str | None:
@@ -269,39 +273,61 @@ class PolicyEngine:
         return self._string(text, mode is CaptureMode.REDACTED)
 
     def describe(self, value: Any) -> str:
-        serialized = value if isinstance(value, str) else json.dumps(_plain(value, 0), default=str)
+        serialized = (
+            value if isinstance(value, str) else json.dumps(self.prepare(value, False), default=str)
+        )
         summary: dict[str, Any] = {"type": type(value).__name__, "chars": len(serialized)}
         if isinstance(value, Mapping | list | tuple):
             summary["items"] = len(value)
         summary["hash"] = self.keyed_hash(serialized)
         return json.dumps(summary)
 
-    def prepare(self, value: Any, redact: bool, depth: int = 0) -> Any:
+    def prepare(
+        self, value: Any, redact: bool, depth: int = 1, seen: frozenset[int] = frozenset()
+    ) -> Any:
+        """``value`` as JSON-able data, as langfuse serializes it, redacted and truncated.
+
+        ``depth`` counts as langfuse's serializer does (the top-level value is 1); ``seen``
+        holds the objects being recorded by their attributes, to break cycles.
+        """
         kind = type(value)
         if kind is str:
             return self._string(value, redact)
-        if value is None or kind is bool or kind is float:
+        if value is None or kind is bool:
             return value
         if kind is int:
+            safe = int_value(value)
+            if type(safe) is str:
+                return self._string(safe, redact)
             return self._integer(value) if redact else value
-        if depth >= _MAX_DEPTH:
-            return "[truncated: nested too deep]"
-        if kind is dict or isinstance(value, Mapping):
-            return self._mapping(value, redact, depth)
-        if kind is list or kind is tuple or isinstance(value, list | tuple | set | frozenset):
-            items = value if kind is list or kind is tuple else list(value)
-            limit = self.max_items
-            out = [self.prepare(item, redact, depth + 1) for item in items[:limit]]
-            if len(items) > limit:
-                out.append(f"[truncated {len(items) - limit} items]")
-            return out
-        if isinstance(value, str):
-            return self._string(str(value), redact)
-        if isinstance(value, bool | int | float):
-            return value
-        return self.prepare(_plain(value, depth), redact, depth + 1)
+        if kind is float:
+            return float_value(value)
+        if kind is dict or kind is list or kind is tuple:
+            if depth >= MAX_DEPTH:
+                return f"<{kind.__name__}>"
+            if kind is dict:
+                return self._mapping(value, redact, depth, seen)
+            return self._items(value, redact, depth, seen)
+        converted = plain(value, depth)
+        if isinstance(converted, dict) and not isinstance(value, dict):
+            # An object recorded by its attributes: a cycle back to it is named, not followed.
+            if id(value) in seen:
+                return type(value).__name__
+            seen = seen | {id(value)}
+        if type(converted) is str:
+            return self._string(converted, redact)
+        return self.prepare(converted, redact, depth + 1, seen)
 
-    def _mapping(self, value: Mapping[Any, Any], redact: bool, depth: int) -> dict[str, Any]:
+    def _items(self, items: Any, redact: bool, depth: int, seen: frozenset[int]) -> list[Any]:
+        limit = self.max_items
+        out = [self.prepare(item, redact, depth + 1, seen) for item in items[:limit]]
+        if len(items) > limit:
+            out.append(f"[truncated {len(items) - limit} items]")
+        return out
+
+    def _mapping(
+        self, value: dict[Any, Any], redact: bool, depth: int, seen: frozenset[int]
+    ) -> dict[str, Any]:
         out: dict[str, Any] = {}
         extra = self.secret_keys
         limit = self.max_items
@@ -309,16 +335,16 @@ class PolicyEngine:
             if index == limit:
                 out["[truncated]"] = f"{len(value) - limit} more items"
                 break
-            name = key if type(key) is str else str(key)
+            name = key if type(key) is str else key_text(key)
             if not redact:
-                out[name] = self.prepare(item, redact, depth + 1)
+                out[name] = self.prepare(item, redact, depth + 1, seen)
                 continue
             # A key can carry content too ({"bob@example.com": ...}); keys recur, so cached.
             name = self.redactor.redact_repeated(name)
             if item is not None and is_secret_key(name, extra):
                 out[name] = SECRET_PLACEHOLDER
             else:
-                out[name] = self.prepare(item, redact, depth + 1)
+                out[name] = self.prepare(item, redact, depth + 1, seen)
         return out
 
     def _string(self, text: str, redact: bool) -> str:
@@ -335,30 +361,6 @@ class PolicyEngine:
         text = str(value)
         redacted = self.redactor.redact(text)
         return value if redacted == text else redacted
-
-
-def _plain(value: Any, depth: int) -> Any:
-    """Turn an arbitrary object into JSON-able data the way Langfuse's serializer would."""
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if isinstance(value, Mapping | list | tuple):
-        return value
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, bytes | bytearray):
-        return f"<{len(value)} bytes>"
-    if isinstance(value, set | frozenset):
-        return list(value)
-    attributes = getattr(value, "__dict__", None)
-    if isinstance(attributes, dict) and depth < _MAX_DEPTH:
-        return {k: v for k, v in attributes.items() if not k.startswith("_")}
-    return f"<{type(value).__name__}>"
 
 
 def _parse_capture(raw: str | None) -> dict[str, CaptureMode]:

@@ -60,7 +60,11 @@ def _render(given: Mapping[str, Any], policy: PolicyEngine) -> dict[str, Any]:
     if metadata and mode is not CaptureMode.NONE:
         prepared = policy.prepare(metadata, mode is CaptureMode.REDACTED)
         for key, item in prepared.items():
-            encoded = policy.describe(item) if mode is CaptureMode.METADATA else json.dumps(item)
+            encoded = (
+                policy.describe(item)
+                if mode is CaptureMode.METADATA
+                else json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+            )
             out[f"{semconv.LF_TRACE_METADATA}.{key}"] = encoded
     return out
 

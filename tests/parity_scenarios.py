@@ -133,6 +133,116 @@ def generators(observe: Any, lf: Any) -> Any:
     return list(tokens(3))
 
 
+@scenario
+def serialization(observe: Any, lf: Any) -> Any:
+    import dataclasses
+    import datetime
+    import enum
+    import math
+    import uuid
+    from pathlib import Path
+
+    from pydantic import BaseModel, SecretStr
+
+    class Color(str, enum.Enum):
+        RED = "red"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+        y: float
+
+    class Model(BaseModel):
+        name: str
+        when: datetime.date
+
+    class Slotted:
+        __slots__ = ("a", "b")
+
+        def __init__(self) -> None:
+            self.a = 1
+            self.b = "two"
+
+    class Plain:
+        def __init__(self) -> None:
+            self.visible = 1
+            self._private = "kept by langfuse"
+            self.me = self  # a cycle
+
+    values = {
+        "bytes": b"hello",
+        "bad_bytes": b"\xff\xfe",
+        "big": 2**60,
+        "negative_big": -(2**60),
+        "nan": math.nan,
+        "inf": math.inf,
+        "ninf": -math.inf,
+        "naive": datetime.datetime(2024, 5, 1, 12, 30),
+        "utc": datetime.datetime(2024, 5, 1, 12, 30, tzinfo=datetime.UTC),
+        "offset": datetime.datetime(
+            2024, 5, 1, 12, 30, tzinfo=datetime.timezone(datetime.timedelta(hours=2))
+        ),
+        "date": datetime.date(2024, 5, 1),
+        "uuid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        "path": Path("/tmp/x.txt"),
+        "color": Color.RED,
+        "level": Level.HIGH,
+        "error": ValueError("bad value"),
+        "point": Point(1, 2.5),
+        "model": Model(name="m", when=datetime.date(2024, 1, 2)),
+        "slotted": Slotted(),
+        "plain": Plain(),
+        "secret": SecretStr("hidden"),
+        "a_set": {3},
+        "nested": {"a": [{"b": (1, 2)}]},
+        None: "none key",
+        1: "int key",
+        "deep": _deep(25),
+    }
+
+    @observe()
+    def echo(value: Any) -> Any:
+        return value
+
+    echo(values)
+    echo(Color.RED)
+    echo(2**60)
+    echo(math.nan)
+    return "done"
+
+
+def _deep(levels: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(levels):
+        value = {"d": value}
+    return value
+
+
+@scenario
+def client_updates(observe: Any, lf: Any) -> Any:
+    @observe(as_type="generation")
+    def generate() -> str:
+        lf.update_current_generation(
+            model="m-1",
+            usage_details={"input": 3, "output": 5},
+            cost_details={"total": 0.5},
+            metadata={"a": 1, "text": "é", "skip": None},
+            model_parameters={"temperature": 0.2},
+        )
+        return "out"
+
+    @observe()
+    def step() -> str:
+        lf.update_current_span(metadata={"k": [1, 2]}, level="WARNING", status_message="slow")
+        lf.update_current_span(input={"given": True})
+        return generate()
+
+    return step()
+
+
 def _run(sdk: str, name: str, url: str) -> None:
     keys = {"public_key": "pk-lf-parity", "secret_key": "sk-lf-parity"}
     if sdk == "langfuse":
