@@ -144,7 +144,7 @@ def serialization(observe: Any, lf: Any) -> Any:
 
     from pydantic import BaseModel, SecretStr
 
-    class Color(str, enum.Enum):
+    class Color(str, enum.Enum):  # noqa: UP042 - the (str, Enum) users write
         RED = "red"
 
     class Level(enum.IntEnum):
