@@ -12,6 +12,8 @@ import contextvars
 import functools
 import inspect
 import logging
+import os
+import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar, overload
 
@@ -39,22 +41,30 @@ _NOOP_POLICY = Policy.none().engine
 # What marks an observation ERROR, as in langfuse: an exit (SystemExit, KeyboardInterrupt,
 # GeneratorExit) only ends it.
 _FAILURES = (Exception, asyncio.CancelledError)
+_TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
+_SPAN_ID = re.compile(r"[0-9a-fA-F]{16}")
 _SPECIAL_KWARGS = ("langfuse_trace_id", "langfuse_parent_observation_id", "langfuse_public_key")
 
 
-def _parent_context(trace_id: str | None, parent_id: str | None) -> context_api.Context | None:
-    """A context whose parent is the given ids (Langfuse's ``trace_context``), else None."""
-    if not trace_id:
-        return None
-    try:
-        trace_int = int(trace_id, 16)
-        parent_int = int(parent_id, 16) if parent_id else RandomIdGenerator().generate_span_id()
-    except ValueError:
-        _log.warning("appsdk: langfuse_trace_id must be 32 hex characters; it was ignored")
-        return None
+def _parent_context(trace_id: str, parent_id: str | None) -> context_api.Context:
+    """A context whose parent is the given ids (Langfuse's ``trace_context``).
+
+    Raises:
+        ValueError: an id is not hex of the right length (as langfuse raises).
+    """
+    if not _TRACE_ID.fullmatch(trace_id):
+        raise ValueError(
+            "langfuse_trace_id must be a W3C trace id: 32 hex characters "
+            "(e.g. from appsdk.get_current_trace_id())"
+        )
+    if parent_id is not None and not _SPAN_ID.fullmatch(parent_id):
+        raise ValueError(
+            "langfuse_parent_observation_id must be an observation id: 16 hex characters "
+            "(e.g. from appsdk.get_current_observation_id())"
+        )
     parent = trace_api.SpanContext(
-        trace_id=trace_int,
-        span_id=parent_int,
+        trace_id=int(trace_id, 16),
+        span_id=int(parent_id, 16) if parent_id else RandomIdGenerator().generate_span_id(),
         is_remote=False,
         trace_flags=trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED),
     )
@@ -148,13 +158,17 @@ def observe(
         ... def search(query: str) -> list[str]: ...
     """
     observation_type = _valid_type(as_type)
+    # langfuse's switch, read when decorating as langfuse reads it; an explicit argument wins.
+    io_default = os.environ.get(
+        "LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED", "true"
+    ).strip().lower() not in ("false", "0")
 
     def decorate(function: F) -> F:
         settings = _Options(
-            name or function.__name__,
+            name or getattr(function, "__name__", None) or type(function).__name__,
             observation_type,
-            capture_input is not False,
-            capture_output is not False,
+            capture_input if capture_input is not None else io_default,
+            capture_output if capture_output is not None else io_default,
             transform_to_string,
             policy,
             _is_method(function),
@@ -202,15 +216,20 @@ def _begin(options: _Options, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     """Pop the special kwargs; start the observation, or None when tracing is off."""
     trace_id = kwargs.pop("langfuse_trace_id", None)
     parent_id = kwargs.pop("langfuse_parent_observation_id", None)
-    kwargs.pop("langfuse_public_key", None)
+    public_key = kwargs.pop("langfuse_public_key", None)
     pipeline = _pipeline.current()
     if pipeline is None:
         return None
+    if public_key is not None and public_key != pipeline.settings.langfuse_public_key:
+        # Another project's key: as langfuse does, this call is not traced (never mixed in).
+        _log.warning("appsdk: langfuse_public_key is not the configured project's; not traced")
+        return None
+    # A malformed id is the caller's mistake: it raises, as in langfuse, before the call.
+    context = _parent_context(trace_id, parent_id) if trace_id else None
     try:
         input: Any = UNSET
         if options.capture_input:
             input = {"args": args[1:] if options.is_method else args, "kwargs": kwargs}
-        context = _parent_context(trace_id, parent_id) if trace_id else None
         # As langfuse 5 does: an explicit trace id makes this observation the trace's root.
         as_root = context is not None
         observation = _start(

@@ -133,8 +133,8 @@ class Policy(BaseModel):
         ``APPSDK_CAPTURE`` is one mode for every kind (``redacted``) or per kind
         (``inputs=none,completions=metadata``). Without it,
         ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=NO_CONTENT`` turns messages and
-        completions off and ``LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED=false`` inputs and
-        outputs.
+        completions off. (``LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED`` is the decorator's,
+        read where ``@observe`` reads its ``capture_input`` / ``capture_output``, as langfuse does.)
 
         Raises:
             ConfigError: ``APPSDK_CAPTURE`` names an unknown kind or mode.
@@ -143,9 +143,6 @@ class Policy(BaseModel):
         genai = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
         if genai is not None and genai.strip().upper() in ("NO_CONTENT", "FALSE", "0"):
             values.update(messages=CaptureMode.NONE, completions=CaptureMode.NONE)
-        io = os.environ.get("LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED")
-        if io is not None and io.strip().lower() in ("false", "0"):
-            values.update(inputs=CaptureMode.NONE, outputs=CaptureMode.NONE)
         values.update(_parse_capture(os.environ.get("APPSDK_CAPTURE")))
         key = os.environ.get("APPSDK_PSEUDONYM_KEY")
         if key:

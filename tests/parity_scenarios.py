@@ -243,6 +243,50 @@ def client_updates(observe: Any, lf: Any) -> Any:
     return step()
 
 
+@scenario
+def unknown_public_key(observe: Any, lf: Any) -> Any:
+    @observe()
+    def handler() -> str:
+        return "ran"
+
+    # (langfuse then stops tracing calls without a key as well: a deviation, see migrating.md)
+    return handler(langfuse_public_key="pk-lf-someone-else")
+
+
+@scenario
+def bad_ids(observe: Any, lf: Any) -> Any:
+    @observe()
+    def handler() -> str:
+        return "ran"
+
+    outcomes = []
+    for trace_id, parent_id in (("not-hex", None), ("ab" * 16, "not-hex"), ("ab" * 16, None)):
+        try:
+            outcomes.append(
+                handler(langfuse_trace_id=trace_id, langfuse_parent_observation_id=parent_id)
+            )
+        except Exception as exc:
+            outcomes.append(type(exc).__name__)
+    return outcomes
+
+
+@scenario
+def io_capture_switched_off(observe: Any, lf: Any) -> Any:
+    import os
+
+    os.environ["LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED"] = "false"
+
+    @observe()
+    def quiet(text: str) -> str:
+        return text
+
+    @observe(capture_input=True, capture_output=True)
+    def loud(text: str) -> str:
+        return text
+
+    return [quiet("q"), loud("l")]
+
+
 def _run(sdk: str, name: str, url: str) -> None:
     keys = {"public_key": "pk-lf-parity", "secret_key": "sk-lf-parity"}
     if sdk == "langfuse":

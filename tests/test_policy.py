@@ -133,9 +133,8 @@ def test_truncation_is_marked_and_happens_after_redaction() -> None:
 
 def test_policy_from_environment_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "NO_CONTENT")
-    monkeypatch.setenv("LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED", "false")
     policy = Policy.from_env()
-    assert policy.messages is CaptureMode.NONE and policy.inputs is CaptureMode.NONE
+    assert policy.messages is CaptureMode.NONE and policy.inputs is CaptureMode.REDACTED
     assert policy.metadata is CaptureMode.REDACTED
     monkeypatch.setenv("APPSDK_CAPTURE", "inputs=full,completions=metadata")
     policy = Policy.from_env()
