@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -11,11 +14,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from appsdk.errors import AppSDKError
-from appsdk.render import printable
+from appsdk.errors import AppSDKError, StoreError
+from appsdk.render import DEFAULT_DEPTH, printable
 
 if TYPE_CHECKING:
     from appsdk.spool import Destination
+    from appsdk.store import TraceStore
 
 __all__ = ["app", "main"]
 
@@ -37,11 +41,15 @@ StoreOption = Annotated[
 ]
 
 
-def _open_store(db: Path | None):  # type: ignore[no-untyped-def]
-    from appsdk.config import load_settings
+_STORE = ("trace store", "--db or APPSDK_STORE_PATH")
+_SPOOL = ("export spool", "--path or APPSDK_SPOOL_PATH")
+_OUTBOX = ("feedback outbox", "--outbox or APPSDK_FEEDBACK_OUTBOX")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _open_store(path: Path) -> TraceStore:
     from appsdk.store import TraceStore
 
-    path = db if db is not None else load_settings().store_path
     return TraceStore(path, create=False)
 
 
@@ -52,13 +60,79 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a folder on the way cannot be searched: something is there
+        return True
+
+
+def _refuse_unusable(path: Path, what: str, option: str) -> None:
+    """Fail with one line if ``path`` exists but cannot be one of appsdk's SQLite files.
+
+    SQLite's own words for these ("unable to open database file", "file is not a
+    database") name neither the cause nor the fix; nothing is opened or created here.
+    """
+    try:
+        if not path.exists():
+            return
+        if path.is_dir():
+            raise _fail(f"{path} is a directory, not the {what}: point {option} at a file")
+        if not path.is_file():  # a FIFO would block the read below
+            raise _fail(f"{path} is not a regular file: point {option} at the {what} file")
+        with path.open("rb") as file:
+            head = file.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise _fail(
+            f"cannot read the {what} at {path} ({exc.strerror or type(exc).__name__}): "
+            f"give this user read and write access to it, or point {option} at another file"
+        ) from None
+    if head and head != _SQLITE_MAGIC:
+        raise _fail(
+            f"{path} is not an appsdk {what} (not a SQLite file: damaged, or another file): "
+            f"move it aside (appsdk then starts a new one) or point {option} at the right file"
+        )
+
+
+@contextmanager
+def _reading(path: Path, what: str, option: str) -> Iterator[None]:
+    """Turn any failure to open or read the file at ``path`` into one line naming it.
+
+    A file can be damaged past its first page; SQLite then fails on some query, with a raw
+    ``sqlite3.DatabaseError`` from modules that do not wrap it.
+    """
+    _refuse_unusable(path, what, option)
+    try:
+        yield
+    except (StoreError, sqlite3.Error, OSError) as exc:
+        if isinstance(exc, StoreError) and not _exists(path):
+            raise  # "no trace store at ...": its message says what to run
+        reason = (
+            str(exc) if isinstance(exc, StoreError) else f"cannot read the {what} at {path}: {exc}"
+        )
+        raise _fail(
+            f"{reason}; the file is damaged or unreadable: move it aside (appsdk then starts "
+            f"a new one) or point {option} at another file"
+        ) from None
+
+
+def _store_path(db: Path | None) -> Path:
+    from appsdk.config import load_settings
+
+    try:
+        return db if db is not None else load_settings().store_path
+    except AppSDKError as exc:
+        raise _fail(str(exc)) from None
+
+
 @traces_app.command("list")
 def traces_list(db: StoreOption = None, limit: int = 20) -> None:
     """List the most recent traces."""
+    path = _store_path(db)
     try:
-        store = _open_store(db)
-        summaries = store.list_traces(limit)
-    except AppSDKError as exc:
+        with _reading(path, *_STORE):
+            summaries = _open_store(path).list_traces(limit)
+    except AppSDKError as exc:  # no store there: the message says what to run
         raise _fail(str(exc)) from None
     table = Table("name", "started", "duration", "spans")
     table.add_column("trace id", no_wrap=True)
@@ -78,19 +152,32 @@ def traces_list(db: StoreOption = None, limit: int = 20) -> None:
 def traces_show(
     trace: Annotated[str, typer.Argument(help="A trace id, a unique prefix of one, or 'last'.")],
     db: StoreOption = None,
+    depth: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Levels of spans shown; deeper ones are summed up in a marker (at most 1000).",
+        ),
+    ] = DEFAULT_DEPTH,
 ) -> None:
     """Print one trace as a tree: observations, models, tokens, cost, prompts, scores."""
-    from appsdk.render import trace_tree
+    from appsdk.render import trace_tree, tree_width
 
+    path = _store_path(db)
     try:
-        store = _open_store(db)
-        trace_id = store.resolve_trace_id(trace)
-        if trace_id is None:
-            raise _fail(f"no trace matches {trace!r}; `appsdk traces list` shows what is stored")
-        tree = trace_tree(trace_id, store.spans(trace_id), store.scores(trace_id))
+        with _reading(path, *_STORE):
+            store = _open_store(path)
+            trace_id = store.resolve_trace_id(trace)
+            if trace_id is None:
+                raise _fail(
+                    f"no trace matches {trace!r}; `appsdk traces list` shows what is stored"
+                )
+            spans, scores = store.spans(trace_id), store.scores(trace_id)
     except AppSDKError as exc:
         raise _fail(str(exc)) from None
-    Console(width=160).print(tree)
+    tree = trace_tree(trace_id, spans, scores, max_depth=depth)
+    # Wide enough for every level shown: rich draws nothing of a label it has no room for.
+    Console(width=tree_width(tree)).print(tree)
 
 
 def _current_destinations(console: Console) -> list[Destination]:
@@ -123,14 +210,15 @@ def _whose(current: bool) -> Text:
 def _print_spool(console: Console, where: Path, current: list[Destination]) -> None:
     from appsdk.spool import Spool
 
-    if not where.exists():
-        console.print(Text(f"no spool at {printable(where)}: nothing has waited for a backend"))
-        return
-    spool = Spool(where)
-    try:
-        statuses = spool.status(current)
-    finally:
-        spool.close()
+    with _reading(where, *_SPOOL):
+        if not where.exists():
+            console.print(Text(f"no spool at {printable(where)}: nothing has waited for a backend"))
+            return
+        spool = Spool(where)
+        try:
+            statuses = spool.status(current)
+        finally:
+            spool.close()
     console.print(Text(f"spool {printable(where)}", style="bold"))
     if not statuses:
         console.print(Text("  empty"))
@@ -151,11 +239,13 @@ def _print_spool(console: Console, where: Path, current: list[Destination]) -> N
 def _print_outbox(console: Console, where: Path, current: list[Destination]) -> None:
     from appsdk.feedback.outbox import outbox_status
 
-    if not where.exists():
-        return
-    langfuse = [d for d in current if d.name == "langfuse"]
+    with _reading(where, *_OUTBOX):
+        if not where.exists():
+            return
+        langfuse = [d for d in current if d.name == "langfuse"]
+        statuses = outbox_status(where, langfuse)
     console.print(Text(f"feedback outbox {printable(where)}", style="bold"))
-    for status in outbox_status(where, langfuse):
+    for status in statuses:
         name = f"  {printable(status.destination)} (identity {status.identity[:8] or 'none'})"
         console.print(Text(name) + _whose(status.current))
         console.print(
@@ -206,20 +296,39 @@ def spool_flush(timeout: Annotated[float, typer.Option(help="Seconds to try.")] 
     not sent; ``appsdk spool status`` lists them.
     """
     from appsdk import pipeline
+    from appsdk.config import load_settings
+    from appsdk.spool import Spool
 
+    spool_file = ("export spool", "APPSDK_SPOOL_PATH")
     try:
+        where = load_settings().spool_path
+        # Before configure(): it would only warn that there is no spool, and flush nothing.
+        with _reading(where, *spool_file):
+            if _exists(where):
+                Spool(where).close()
         current = pipeline.configure(local_store="never")
     except AppSDKError as exc:
         raise _fail(str(exc)) from None
-    done = current.drain_spool(timeout)
-    stats = current.stats()
-    spool = current.spool
-    others = (
-        [s for s in spool.status(current.settings.destinations()) if not s.current and s.batches]
-        if spool is not None
-        else []
-    )
-    pipeline.shutdown()
+    try:
+        with _reading(where, *spool_file):
+            wanted = current.settings.spool and current.settings.destinations()
+            if current.spool is None and wanted and _exists(where):
+                # configure() warned and went on without it; flushing nothing is no success.
+                raise StoreError(f"cannot open the export spool at {where}")
+            done = current.drain_spool(timeout)
+            stats = current.stats()
+            spool = current.spool
+            others = (
+                [
+                    s
+                    for s in spool.status(current.settings.destinations())
+                    if not s.current and s.batches
+                ]
+                if spool is not None
+                else []
+            )
+    finally:
+        pipeline.shutdown()
     console = Console(soft_wrap=True)
     for name, counts in stats.items():
         console.print(

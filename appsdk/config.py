@@ -8,11 +8,13 @@ The ecosystem's own variables (``LANGFUSE_*``, ``OTEL_*``) work as users already
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
+import httpx
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
@@ -33,6 +35,10 @@ KNOWN_SAMPLERS = (
 )
 
 DEFAULT_LANGFUSE_BASE_URL = "https://cloud.langfuse.com"
+
+# Upper bound of every timeout and delay: a larger one is a typo (ms for s), and beyond
+# threading.TIMEOUT_MAX a wait raises OverflowError, at exit of all places.
+ONE_DAY_S = 24 * 3600.0
 
 
 def _env(*names: str) -> Any:
@@ -111,11 +117,19 @@ class Settings(BaseSettings):
     )
     """Age bound of the spool; older batches are evicted (and counted)."""
     export_timeout_s: float = Field(
-        default=5.0, gt=0, validation_alias=AliasChoices("APPSDK_EXPORT_TIMEOUT_S")
+        default=5.0,
+        gt=0,
+        le=ONE_DAY_S,
+        allow_inf_nan=False,
+        validation_alias=AliasChoices("APPSDK_EXPORT_TIMEOUT_S"),
     )
     """Deadline of one export request to a backend."""
     shutdown_timeout_s: float = Field(
-        default=2.0, gt=0, validation_alias=AliasChoices("APPSDK_SHUTDOWN_TIMEOUT_S")
+        default=2.0,
+        gt=0,
+        le=ONE_DAY_S,
+        allow_inf_nan=False,
+        validation_alias=AliasChoices("APPSDK_SHUTDOWN_TIMEOUT_S"),
     )
     """How long ``shutdown()`` (and process exit) may wait for pending spans."""
     max_queue_size: int = Field(
@@ -129,7 +143,10 @@ class Settings(BaseSettings):
     )
     """Spans per export request."""
     schedule_delay_ms: int = Field(
-        default=1000, ge=0, validation_alias=AliasChoices("OTEL_BSP_SCHEDULE_DELAY")
+        default=1000,
+        ge=0,
+        le=int(ONE_DAY_S * 1000),
+        validation_alias=AliasChoices("OTEL_BSP_SCHEDULE_DELAY"),
     )
     """Longest a span waits in the queue before an export starts."""
 
@@ -207,23 +224,53 @@ class Settings(BaseSettings):
         return self.local_store == "always"
 
 
-def parse_headers(raw: str | None) -> dict[str, str]:
-    """Parse ``OTEL_EXPORTER_OTLP_HEADERS`` syntax (``k=v,k2=v2``, values URL-encoded)."""
-    from urllib.parse import unquote
+_HEADERS_VARIABLES = "OTEL_EXPORTER_OTLP_TRACES_HEADERS / OTEL_EXPORTER_OTLP_HEADERS"
+# RFC 9110: a field name is a token; a value is visible ASCII, spaces and tabs. A CR or LF
+# would split the request (h11 refuses to send it), and httpx encodes values as ASCII.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+_WORD_NAME = re.compile(r"[A-Za-z_-]{1,40}")
 
+
+def parse_headers(raw: str | None) -> dict[str, str]:
+    """Parse ``OTEL_EXPORTER_OTLP_HEADERS`` syntax (``k=v,k2=v2``, values URL-encoded).
+
+    Raises:
+        ConfigError: an entry has no name, a name is not an HTTP token, or a value (once
+            decoded) holds a line break, another control character or non-ASCII text.
+            The message names the entry (and a valid name), never a value.
+    """
     headers: dict[str, str] = {}
     for number, item in enumerate((raw or "").split(","), start=1):
         if not item.strip():
             continue
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        name = unquote(key.strip())
+        if not sep or not name:
             # Not even the key is shown: without its "=", an entry may be a bare token.
             raise ConfigError(
-                "OTEL_EXPORTER_OTLP_HEADERS",
+                _HEADERS_VARIABLES,
                 f"entry {number} has no name before an '=' (values are not shown)",
                 "write headers as key=value pairs separated by commas",
             )
-        headers[unquote(key.strip()).lower()] = unquote(value.strip())
+        if not _HEADER_NAME.fullmatch(name):
+            raise ConfigError(
+                _HEADERS_VARIABLES,
+                f"the name of entry {number} is not a valid HTTP header name "
+                "(names and values are not shown)",
+                "use letters, digits and - _ . in header names, e.g. x-api-key=...",
+            )
+        decoded = unquote(value.strip())
+        if not _HEADER_VALUE.fullmatch(decoded):
+            # The name helps find the entry; one with digits may be a token, so not shown.
+            which = f"header {name.lower()!r}" if _WORD_NAME.fullmatch(name) else "the header"
+            raise ConfigError(
+                _HEADERS_VARIABLES,
+                f"the value of {which} (entry {number}) holds a line break, "
+                "another control character or non-ASCII text (values are not shown)",
+                "remove it: a header value is one line of ASCII text",
+            )
+        headers[name.lower()] = decoded
     return headers
 
 
@@ -273,8 +320,9 @@ def _fix_for(field: str) -> str:
         "sample_rate": "give a number between 0 and 1, e.g. 0.25",
         "max_queue_size": "give a positive whole number",
         "local_store": "use auto, always or never",
-        "export_timeout_s": "give a positive number of seconds",
-        "shutdown_timeout_s": "give a positive number of seconds",
+        "export_timeout_s": "give a number of seconds above 0 and at most 86400 (a day), e.g. 5",
+        "shutdown_timeout_s": "give a number of seconds above 0 and at most 86400 (a day), e.g. 2",
+        "schedule_delay_ms": "give milliseconds from 0 to 86400000 (a day), e.g. 1000",
     }
     return fixes.get(field, "correct or unset the value")
 
@@ -299,10 +347,7 @@ def _check(settings: Settings) -> None:
             f"must be between 0 and 1, got {settings.sample_rate}",
             "give a fraction of traces to keep, e.g. 0.25",
         )
-    if settings.langfuse_base_url is not None:
-        _check_url("LANGFUSE_BASE_URL / langfuse_base_url", settings.langfuse_base_url)
-    for url, _ in settings.extra_otlp_endpoints():
-        _check_url("OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT / APPSDK_OTLP_ENDPOINTS", url)
+    _check_endpoints(settings)
     if settings.traces_sampler is not None:
         _check_sampler(settings.traces_sampler, settings.traces_sampler_arg)
     env = settings.environment
@@ -318,14 +363,68 @@ def _check(settings: Settings) -> None:
         )
 
 
+def _check_endpoints(settings: Settings) -> None:
+    """Every URL and the OTLP headers are usable, before anything parses or sends them."""
+    for field in ("langfuse_base_url", "otlp_traces_endpoint", "otlp_endpoint"):
+        url = getattr(settings, field)
+        if url is not None:
+            _check_url(_VARIABLES[field], url)
+    for number, url in enumerate(settings.otlp_endpoints, start=1):
+        _check_url(f"{_VARIABLES['otlp_endpoints']} (entry {number})", url)
+    if settings.otlp_headers is not None:
+        parse_headers(settings.otlp_headers.get_secret_value())
+
+
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
+_URL_FIX = "give a full URL such as https://cloud.langfuse.com or http://127.0.0.1:4318"
+
+
 def _check_url(field: str, url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            field,
-            f"'{safe_url(url)}' is not an http(s) URL with a host",
-            "give a full URL such as https://cloud.langfuse.com or http://127.0.0.1:4318",
+    """Raise a ConfigError naming ``field`` if ``url`` is not one httpx can send to.
+
+    The URL is shown (through safe_url) only where it parsed: a URL that does not parse
+    cannot be trusted to have its credentials found and masked.
+    """
+    problem, fix = _url_problem(url)
+    if problem is not None:
+        raise ConfigError(field, problem, fix)
+
+
+def _url_problem(url: str) -> tuple[str | None, str]:
+    if _SPACE_OR_CONTROL.search(url):
+        # urlsplit silently drops tabs and line breaks; the exporter would not.
+        return (
+            f"'{safe_url(url)}' contains a space, line break or other control character",
+            "remove it",
         )
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # its message may quote the host
+        if "[" in url or "]" in url:
+            return (
+                "has an unclosed or malformed [IPv6] host",
+                "write an IPv6 host in brackets, e.g. http://[::1]:4318",
+            )
+        return "cannot be parsed as a URL", _URL_FIX
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"'{safe_url(url)}' is not an http(s) URL with a host", _URL_FIX
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        given = parts.netloc.rpartition("@")[2].rpartition("]")[2].rpartition(":")[2]
+        # Only digits are quoted: a port position is where a mistyped password can land.
+        shown = f"port {given}" if given.isascii() and given.isdigit() else "a port"
+        return (
+            f"has {shown if len(shown) <= 16 else 'a port'}, which is not a number from 1 to 65535",
+            "give the port the backend listens on (OTLP/HTTP: 4318), or none for the default",
+        )
+    try:
+        httpx.URL(url).host  # noqa: B018 - the host is decoded (IDNA) only when read
+    except (httpx.InvalidURL, ValueError):  # an IDNA error is a ValueError, not InvalidURL
+        return "is not a URL an HTTP client accepts (check the host name)", _URL_FIX
+    return None, _URL_FIX
 
 
 def _check_sampler(name: str, arg: str | None) -> None:

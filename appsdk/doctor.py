@@ -7,6 +7,7 @@ Its output is meant to be pasted into a ticket: URLs are shown through
 from __future__ import annotations
 
 import base64
+import ssl
 from dataclasses import dataclass
 
 import httpx
@@ -25,7 +26,11 @@ class Check:
 
 
 def run_checks(settings: Settings | None = None, timeout_s: float = 5.0) -> list[Check]:
-    """Run every check; never raises, never prints a secret."""
+    """Run every check; never raises, never prints a secret.
+
+    A configuration ``load_settings`` rejects is one failed check, the ConfigError's own
+    line (variable, problem, fix): nothing is contacted with it.
+    """
     if settings is None:
         try:
             settings = load_settings()
@@ -63,8 +68,7 @@ def _check_langfuse(settings: Settings, timeout_s: float) -> Check:
         return Check(
             "langfuse",
             False,
-            f"{shown} is unreachable "
-            f"({type(exc).__name__}); check LANGFUSE_BASE_URL and the network",
+            f"{shown} {_why_unreachable(exc)}; check LANGFUSE_BASE_URL and the network",
         )
     if response.status_code in (401, 403):
         return Check(
@@ -97,7 +101,7 @@ def _check_otlp(url: str, headers: dict[str, str], timeout_s: float) -> Check:
         return Check(
             name,
             False,
-            f"unreachable ({type(exc).__name__}); check the "
+            f"{_why_unreachable(exc)}; check the "
             "OTEL_EXPORTER_OTLP_ENDPOINT value and that the collector runs",
         )
     if response.status_code in (401, 403):
@@ -112,3 +116,25 @@ def _check_otlp(url: str, headers: dict[str, str], timeout_s: float) -> Check:
     if response.status_code >= 400:
         return Check(name, False, f"answered HTTP {response.status_code}")
     return Check(name, True, "accepts OTLP/HTTP")
+
+
+def _why_unreachable(exc: Exception) -> str:
+    """What went wrong, in words that point at the fix; never the exception's own message
+    (it quotes the URL)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            # The classic: https:// to a collector's plain-HTTP port (4318 usually is).
+            return (
+                f"is unreachable: the TLS handshake failed ({type(cause).__name__}); if the "
+                "server speaks plain HTTP on this port, write http://, not https://"
+            )
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.TimeoutException):
+        return f"is unreachable: no answer in time ({type(exc).__name__})"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return (
+            f"is unreachable: the server did not answer HTTP ({type(exc).__name__}); "
+            "if it expects TLS, write https://"
+        )
+    return f"is unreachable ({type(exc).__name__})"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
@@ -20,7 +21,7 @@ from rich.tree import Tree
 from appsdk import semconv
 from appsdk.store.db import ScoreRecord, SpanRecord
 
-__all__ = ["decoded", "printable", "trace_tree"]
+__all__ = ["DEFAULT_DEPTH", "MAX_DEPTH", "decoded", "printable", "trace_tree", "tree_width"]
 
 # C0 (newline and tab included: a label is one line), DEL and C1 (0x9b is a one-byte CSI),
 # plus the bidirectional overrides and line separators that reorder or break what is shown.
@@ -135,23 +136,139 @@ def _label(span: SpanRecord) -> Text:
     return text
 
 
-def trace_tree(trace_id: str, spans: list[SpanRecord], scores: list[ScoreRecord]) -> Tree:
-    """A rich Tree of one trace: spans nested by parent, scores at the end."""
-    root = Tree(Text(f"trace {printable(trace_id)}", style="bold magenta"))
+# Each level of a rich Tree indents its labels by 4 cells, and a label with no room left is
+# not drawn at all: 38 levels fill a 160-column console, and deeper ones would vanish without
+# a word. So the tree is cut at a depth (by default one that fits 160 columns), with a marker
+# saying what is below; the CLI widens its console to fit the levels it shows (tree_width).
+GUIDE_CELLS = 4
+DEFAULT_DEPTH = 18
+# What --depth can ask for: the output grows with the square of the depth (1,000 levels are
+# about 2 MB of guides); beyond this it is no longer something to read.
+MAX_DEPTH = 1000
+_LABEL_CELLS = 84  # 4 * (DEFAULT_DEPTH + 1) + 84 = 160: a cut marker fits whole
+
+
+@dataclass(frozen=True, slots=True)
+class _Forest:
+    """The spans of a trace as a forest: children in start order, and per span the number of
+    levels and spans below it. Built without recursion: a trace may be thousands deep."""
+
+    roots: list[SpanRecord]
+    children: dict[str, list[SpanRecord]]
+    levels_below: dict[str, int]
+    spans_below: dict[str, int]
+
+
+def _forest(spans: list[SpanRecord]) -> _Forest:
     by_id = {span.span_id: span for span in spans}
-    children: dict[str | None, list[SpanRecord]] = {}
-    for span in spans:
-        parent = span.parent_span_id if span.parent_span_id in by_id else None
-        children.setdefault(parent, []).append(span)
+    children: dict[str, list[SpanRecord]] = {}
+    roots: list[SpanRecord] = []
+    for span in sorted(by_id.values(), key=lambda s: s.start_ns):
+        parent = span.parent_span_id
+        if parent in by_id and parent != span.span_id:
+            children.setdefault(parent, []).append(span)
+        else:
+            roots.append(span)
+    order = _depth_first(roots, children)
+    if len(order) < len(by_id):
+        # A damaged store can hold a loop of parent links (a -> b -> a), which no root
+        # reaches: its earliest span is shown as a root, so every span is printed once.
+        seen = {span.span_id for span in order}
+        for span in sorted(by_id.values(), key=lambda s: s.start_ns):
+            if span.span_id not in seen:
+                roots.append(span)
+                added = _depth_first([span], children, seen)
+                order.extend(added)
+                seen.update(s.span_id for s in added)
+        roots.sort(key=lambda s: s.start_ns)
+    levels: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    for span in reversed(order):  # children before their parent
+        below = [c for c in children.get(span.span_id, []) if c.span_id in levels]
+        levels[span.span_id] = max((levels[c.span_id] + 1 for c in below), default=0)
+        counts[span.span_id] = sum(counts[c.span_id] + 1 for c in below)
+    return _Forest(roots, children, levels, counts)
 
-    def add(node: Tree, parent_id: str | None) -> None:
-        for span in sorted(children.get(parent_id, []), key=lambda s: s.start_ns):
-            add(node.add(_label(span)), span.span_id)
 
-    add(root, None)
+def _depth_first(
+    roots: list[SpanRecord],
+    children: dict[str, list[SpanRecord]],
+    seen: set[str] | None = None,
+) -> list[SpanRecord]:
+    """Spans reachable from ``roots``, each once, parents first."""
+    visited = set(seen or ())
+    order: list[SpanRecord] = []
+    stack = list(reversed(roots))
+    while stack:
+        span = stack.pop()
+        if span.span_id in visited:
+            continue
+        visited.add(span.span_id)
+        order.append(span)
+        stack.extend(reversed(children.get(span.span_id, [])))
+    return order
+
+
+def _cut_marker(levels: int, spans: int, depth: int) -> Text:
+    """``… 130 deeper levels (130 spans) not shown; --depth 150 shows them``: short enough
+    for the room left at the default depth (see _LABEL_CELLS)."""
+    if depth + levels <= MAX_DEPTH:
+        hint = f"--depth {depth + levels} shows them"
+    elif depth < MAX_DEPTH:
+        hint = f"--depth {MAX_DEPTH} shows {MAX_DEPTH - depth} (the maximum)"
+    else:
+        hint = f"at most {MAX_DEPTH} levels can be shown"
+    return Text(
+        f"… {levels} deeper level{'s' if levels != 1 else ''} "
+        f"({spans} span{'s' if spans != 1 else ''}) not shown; {hint}",
+        style="yellow",
+    )
+
+
+def trace_tree(
+    trace_id: str,
+    spans: list[SpanRecord],
+    scores: list[ScoreRecord],
+    *,
+    max_depth: int = DEFAULT_DEPTH,
+) -> Tree:
+    """A rich Tree of one trace: spans nested by parent, scores at the end.
+
+    Args:
+        max_depth: levels of spans shown (at most :data:`MAX_DEPTH`); where a span has
+            children below it, a marker says how many levels and spans are not shown.
+    """
+    depth = max(1, min(max_depth, MAX_DEPTH))
+    forest = _forest(spans)
+    root = Tree(Text(f"trace {printable(trace_id)}", style="bold magenta"))
+    shown: set[str] = set()
+    stack: list[tuple[Tree, SpanRecord, int]] = [(root, s, 1) for s in reversed(forest.roots)]
+    while stack:
+        parent, span, level = stack.pop()
+        if span.span_id in shown:  # a span reached twice (a loop of parents) is shown once
+            continue
+        shown.add(span.span_id)
+        node = parent.add(_label(span))
+        below = [c for c in forest.children.get(span.span_id, []) if c.span_id not in shown]
+        if below and level >= depth:
+            levels = forest.levels_below[span.span_id]
+            node.add(_cut_marker(levels, forest.spans_below[span.span_id], depth))
+            continue
+        stack.extend((node, child, level + 1) for child in reversed(below))
     for score in scores:
         target = f" on {score.observation_id}" if score.observation_id else ""
         comment = f'  "{score.comment}"' if score.comment else ""
         line = f"score {score.name} = {score.value} ({score.data_type}){target}{comment}"
         root.add(Text(printable(line), style="green"))
     return root
+
+
+def tree_width(tree: Tree, *, minimum: int = 160) -> int:
+    """Console columns that leave every label of ``tree`` room to be drawn."""
+    deepest = 0
+    stack = [(tree, 0)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in node.children)
+    return max(minimum, GUIDE_CELLS * deepest + _LABEL_CELLS)

@@ -9,9 +9,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 import appsdk
 from appsdk import semconv
@@ -181,3 +182,154 @@ def test_doctor_prints_an_endpoint_with_control_characters_escaped(
     result = CliRunner().invoke(cli, ["doctor"])
     assert "127.0.0.1:9" in result.output
     assert not CONTROL.findall(result.output)
+
+
+# A damaged or misplaced file is one line naming it and what to do: exit 1, no traceback.
+
+GARBAGE = bytes(range(256)) * 64
+
+
+def _damaged_past_the_first_page(path: Path) -> None:
+    """A real spool whose header and schema survive but whose data pages are garbage: it
+    opens, and the first query fails (what a disk error or a half-copied file leaves)."""
+    import sqlite3
+
+    from appsdk.spool import Spool, exporter_key
+
+    spool = Spool(path)
+    destination = exporter_key("otlp", "http://127.0.0.1:4318/v1/traces")
+    for _ in range(60):
+        spool.put(destination, GARBAGE[:3000], 3)
+    spool.close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+    data = bytearray(path.read_bytes())
+    half = len(data) // 2
+    data[half:] = GARBAGE[: len(data) - half]
+    path.write_bytes(bytes(data))
+
+
+def _assert_one_line_error(result: Result, *words: str) -> str:
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("command", "file", "option"),
+    [
+        (["traces", "list"], ".appsdk/traces.db", "APPSDK_STORE_PATH"),
+        (["traces", "show", "last"], ".appsdk/traces.db", "APPSDK_STORE_PATH"),
+        (["spool", "status"], ".appsdk/spool.db", "APPSDK_SPOOL_PATH"),
+        (["spool", "status"], ".appsdk/feedback.db", "APPSDK_FEEDBACK_OUTBOX"),
+        (["spool", "flush", "--timeout", "0.1"], ".appsdk/spool.db", "APPSDK_SPOOL_PATH"),
+    ],
+)
+@pytest.mark.parametrize("damage", ["garbage", "directory", "fifo"])
+def test_a_damaged_default_file_is_one_line_naming_it(
+    tmp_path: Path, command: list[str], file: str, option: str, damage: str
+) -> None:
+    path = tmp_path / file  # the autouse fixture runs every test in tmp_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if damage == "garbage":
+        path.write_bytes(GARBAGE)
+        words = ["not an appsdk", "not a SQLite file", "move it aside"]
+    elif damage == "directory":
+        path.mkdir()
+        words = ["is a directory"]
+    else:
+        os.mkfifo(path)  # a read would block forever
+        words = ["not a regular file"]
+    line = _assert_one_line_error(CliRunner().invoke(cli, command), file, option, *words)
+    assert "sqlite3" not in line
+
+
+@pytest.mark.parametrize("which", ["spool", "outbox"])
+def test_a_file_damaged_past_its_first_page_is_one_line_naming_it(
+    tmp_path: Path, which: str
+) -> None:
+    path = tmp_path / f"{which}.db"
+    _damaged_past_the_first_page(path)
+    result = CliRunner().invoke(
+        cli, ["spool", "status", f"--{'path' if which == 'spool' else 'outbox'}", str(path)]
+    )
+    option = "APPSDK_SPOOL_PATH" if which == "spool" else "APPSDK_FEEDBACK_OUTBOX"
+    _assert_one_line_error(result, str(path), "damaged", "move it aside", option)
+
+
+def test_flush_of_a_spool_damaged_past_its_first_page_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _damaged_past_the_first_page(tmp_path / ".appsdk" / "spool.db")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    result = CliRunner().invoke(cli, ["spool", "flush", "--timeout", "0.1"])
+    _assert_one_line_error(result, ".appsdk/spool.db", "damaged", "APPSDK_SPOOL_PATH")
+
+
+def test_a_trace_store_of_another_program_is_one_line(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE spans (span_id TEXT, trace_id TEXT, name TEXT)")
+        connection.execute("INSERT INTO spans VALUES ('s1', 'abc', 'x')")
+    connection.close()
+    for command in (["traces", "list"], ["traces", "show", "abc"]):
+        result = CliRunner().invoke(cli, [*command, "--db", str(path)])
+        _assert_one_line_error(result, str(path), "trace store")
+
+
+def test_stored_attributes_that_are_not_json_are_one_line(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "traces.db"
+    _store(path)
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE spans SET attributes = '{not json'")
+    connection.close()
+    result = CliRunner().invoke(cli, ["traces", "show", TRACE, "--db", str(path)])
+    _assert_one_line_error(result, str(path), "damaged")
+
+
+def test_an_unreadable_file_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "traces.db"
+    _store(path)
+    if os.geteuid() == 0:  # root reads anything: make the open fail as it would for a user
+        real_open = Path.open
+
+        def refuse(self: Path, *args: Any, **kwargs: Any) -> Any:
+            if self == path:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_open(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "open", refuse)
+    else:
+        path.chmod(0)
+    result = CliRunner().invoke(cli, ["traces", "list", "--db", str(path)])
+    _assert_one_line_error(result, str(path), "Permission denied", "read and write access")
+
+
+def test_a_garbage_spool_in_a_real_process_prints_one_line(tmp_path: Path) -> None:
+    (tmp_path / "spool.db").write_bytes(GARBAGE)
+    damaged = tmp_path / "outbox.db"
+    _damaged_past_the_first_page(damaged)
+    for arguments in (["--path", "spool.db"], ["--outbox", "outbox.db"]):
+        run = subprocess.run(
+            [sys.executable, "-m", "appsdk.cli", "spool", "status", *arguments],
+            capture_output=True,
+            cwd=tmp_path,
+            env={k: v for k, v in os.environ.items() if not k.startswith(("APPSDK_", "OTEL_"))},
+            timeout=60,
+            text=True,
+        )
+        assert run.returncode == 1, run.stderr
+        assert "Traceback" not in run.stderr
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), run.stderr
+        assert arguments[1] in lines[0]

@@ -204,13 +204,32 @@ class TraceStore:
 
     def spans(self, trace_id: str) -> list[SpanRecord]:
         rows = self._query("SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns", (trace_id,))
-        return [SpanRecord(*r[:11], attributes=json.loads(r[11])) for r in rows]  # type: ignore[misc]
+        with self._decoding("span"):
+            records = [SpanRecord(*r[:11], attributes=json.loads(r[11])) for r in rows]  # type: ignore[misc]
+            if not all(isinstance(record.attributes, dict) for record in records):
+                raise ValueError("attributes are not a JSON object")
+        return records
 
     def scores(self, trace_id: str) -> list[ScoreRecord]:
         rows = self._query(
             "SELECT * FROM scores WHERE trace_id = ? ORDER BY created_ns", (trace_id,)
         )
-        return [ScoreRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:]) for r in rows]
+        with self._decoding("score"):
+            return [ScoreRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:]) for r in rows]
+
+    @contextmanager
+    def _decoding(self, what: str) -> Iterator[None]:
+        """Rows another program wrote (or a damaged file) become a StoreError naming the file.
+
+        A table of other columns fails the unpacking, a text that is not JSON the decoding.
+        """
+        try:
+            yield
+        except (TypeError, ValueError, IndexError) as exc:
+            raise StoreError(
+                f"cannot read a {what} in the trace store at {self.path}: it is damaged or "
+                f"not appsdk's ({type(exc).__name__}: {exc})"
+            ) from exc
 
     def count_spans(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM spans")[0][0])
