@@ -99,6 +99,10 @@ class Settings(BaseSettings):
         default=Path(".appsdk/traces.db"), validation_alias=AliasChoices("APPSDK_STORE_PATH")
     )
     """Where the embedded store lives."""
+    tracing_enabled: bool = Field(
+        default=True, validation_alias=AliasChoices("LANGFUSE_TRACING_ENABLED")
+    )
+    """``false``: tracing is off, as in langfuse (decorated code runs untraced)."""
     metrics: bool = Field(default=True, validation_alias=AliasChoices("APPSDK_METRICS"))
     """Export the llm-d client's GenAI metrics to the OTLP endpoint when the app has no
     MeterProvider of its own."""

@@ -136,15 +136,27 @@ class Observation:
         model_parameters: Mapping[str, Any] | None = None,
         completion_start_time: datetime.datetime | float | None = None,
         prompt: Any = None,
+        version: str | None = None,
+        name: str | None = None,
+        usage_details: Mapping[str, int] | None = None,
+        cost_details: Mapping[str, float | Decimal] | None = None,
     ) -> Observation:
         """Record more about this observation; content goes through the policy.
 
+        Takes langfuse's names too (``usage_details``, ``cost_details``, ``version``, ``name``),
+        so calls ported from ``update_current_span`` / ``update_current_generation`` work.
         Values of the wrong type (a negative token count, a level Langfuse does not know) are
         left out and logged at debug level rather than raised: tracing never breaks the caller.
         """
         span = self._span
         if not span.is_recording():
             return self
+        usage = usage if usage is not None else usage_details
+        cost = cost if cost is not None else cost_details
+        if name is not None:
+            span.update_name(str(name))
+        if version is not None:
+            span.set_attribute(semconv.LF_VERSION, str(version))
         policy = self._policy
         safe: dict[str, Any] = {}
         input_kind, output_kind = self._content_kinds()

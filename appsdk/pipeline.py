@@ -448,6 +448,11 @@ def configure(*, policy: Policy | None = None, **options: Any) -> Pipeline:
     settings = load_settings(**options)
     policy = policy if policy is not None else Policy.from_env()
 
+    if not settings.tracing_enabled:
+        # As langfuse's LANGFUSE_TRACING_ENABLED=false: decorated code runs untraced.
+        _log.info("appsdk: tracing is disabled (LANGFUSE_TRACING_ENABLED=false)")
+        shutdown()
+        return Pipeline(settings, trace_api.get_tracer_provider(), policy)  # type: ignore[arg-type]
     with _state_lock:
         provider = _install_provider(settings)
         pipeline = _build(settings, provider, policy)

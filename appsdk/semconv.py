@@ -41,6 +41,7 @@ USER_ID: Final = "user.id"
 SESSION_ID: Final = "session.id"
 LF_ENVIRONMENT: Final = "langfuse.environment"
 LF_RELEASE: Final = "langfuse.release"
+LF_VERSION: Final = "langfuse.version"
 
 # OpenTelemetry GenAI
 GEN_AI_OPERATION: Final = "gen_ai.operation.name"

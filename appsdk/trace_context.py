@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
+from opentelemetry import trace as trace_api
 from opentelemetry.sdk.trace import Span
 
 from appsdk import semconv, span_policy
@@ -109,7 +110,13 @@ def trace_attributes(
         )
     if metadata:
         merged["metadata"] = {**merged.get("metadata", {}), **metadata}
-    token = _current.set(_Block(merged))
+    block = _Block(merged)
+    token = _current.set(block)
+    # Like langfuse's propagate_attributes: the span already open gets them too.
+    current = trace_api.get_current_span()
+    policy = span_policy.policy_of(current)
+    if policy is not None and current.is_recording():
+        span_policy.set_trusted(current, block.render(policy))
     try:
         yield
     finally:

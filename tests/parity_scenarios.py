@@ -287,8 +287,41 @@ def io_capture_switched_off(observe: Any, lf: Any) -> Any:
     return [quiet("q"), loud("l")]
 
 
+@scenario
+def updates_by_langfuse_names(observe: Any, lf: Any) -> Any:
+    from langfuse import propagate_attributes
+
+    @observe(as_type="generation")
+    def generate() -> str:
+        lf.update_current_generation(
+            name="renamed", version="v2", usage_details={"input": 1}, cost_details={"input": 0.1}
+        )
+        return "x"
+
+    @observe()
+    def root() -> str:
+        # Opened inside the root: langfuse puts these on the root as well.
+        with propagate_attributes(user_id="u-2", tags=["late"]):
+            return generate()
+
+    return root()
+
+
+@scenario
+def tracing_disabled(observe: Any, lf: Any) -> Any:
+    @observe()
+    def handler() -> str:
+        return "untraced"
+
+    return handler()
+
+
 def _run(sdk: str, name: str, url: str) -> None:
     keys = {"public_key": "pk-lf-parity", "secret_key": "sk-lf-parity"}
+    if name == "tracing_disabled":
+        import os
+
+        os.environ["LANGFUSE_TRACING_ENABLED"] = "false"
     if sdk == "langfuse":
         from langfuse import Langfuse, observe
 
