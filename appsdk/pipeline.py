@@ -10,6 +10,7 @@ Re-configuring swaps what the slot points at; the provider itself lives as long 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -265,13 +266,16 @@ class Pipeline:
             self._closed = True
         budget = self.settings.shutdown_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + budget
+        for processor, _ in self.processors:
+            processor.shutdown(timeout_s=max(0.0, deadline - time.monotonic()))
+        feedback = _feedback_client_module()
+        if feedback is not None:  # ratings get what the spans left of the same deadline
+            feedback.shutdown_default(max(0.0, deadline - time.monotonic()))
         for callback in self.on_shutdown:
             try:
                 callback()
             except Exception:  # shutting down must not raise at exit
                 _log.debug("appsdk: a shutdown callback failed", exc_info=True)
-        for processor, _ in self.processors:
-            processor.shutdown(timeout_s=max(0.0, deadline - time.monotonic()))
         if self.spool is not None:
             try:
                 self.spool.close()  # a re-configured process keeps no file open twice
@@ -462,10 +466,22 @@ def configure(*, policy: Policy | None = None, **options: Any) -> Pipeline:
     if previous is not None:
         previous.shutdown()
     _attach_langfuse_client(pipeline)
+    if settings.langfuse_enabled:
+        _resume_feedback()
     from appsdk.metrics_export import install_meter_provider
 
     install_meter_provider(settings)
     return pipeline
+
+
+def _resume_feedback() -> None:
+    """Ratings a previous process left in the outbox are delivered without a new submission."""
+    try:
+        from appsdk.feedback.client import start_default_if_pending
+
+        start_default_if_pending()
+    except Exception:  # tracing works on whatever the outbox's state
+        _log.debug("appsdk: could not resume pending feedback", exc_info=True)
 
 
 def _flush_at_signal() -> None:
@@ -481,9 +497,19 @@ def _shutdown_at_exit() -> None:
 
 
 def flush(timeout_s: float = 5.0) -> bool:
-    """Export every span ended so far; False if ``timeout_s`` passed first."""
+    """Export every span ended so far and deliver pending feedback; False at the deadline."""
+    deadline = time.monotonic() + timeout_s
     pipeline = _slot.pipeline
-    return pipeline.flush(timeout_s) if pipeline is not None else True
+    done = pipeline.flush(timeout_s) if pipeline is not None else True
+    feedback = _feedback_client_module()
+    if feedback is not None:
+        done = feedback.flush_default(max(0.0, deadline - time.monotonic())) and done
+    return done
+
+
+def _feedback_client_module() -> Any:
+    """The feedback client module if this process used feedback (never imported for this)."""
+    return sys.modules.get("appsdk.feedback.client")
 
 
 def shutdown(timeout_s: float | None = None) -> None:

@@ -2,11 +2,19 @@
 
 The real langfuse client talks to it. ``status`` forces every answer (503 for an outage),
 ``score_status`` only the scores API's, and ``stop()`` makes the port refuse connections.
+
+For the scores API's faults: ``answer_scores(status, headers)`` queues one-off answers (a
+404, a redirect, a 429 with ``Retry-After``), taken one per POST before anything else;
+``score_max_items`` answers 413 to larger batches; ``score_invalid`` ids make the whole batch
+a 400; ``score_rejects`` ids are refused in a 207; ``hang_scores`` holds every POST until the
+event is set (then answers 503). ``score_batches`` records the ids of every POST, and
+``score_receipts`` how often each id was accepted (more than once is a duplicate).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import json
 import threading
@@ -33,8 +41,12 @@ class LangfuseStub:
     status: int | None = None
     score_status: int | None = None
     score_rejects: set[str] = field(default_factory=set)
+    score_invalid: set[str] = field(default_factory=set)
+    score_max_items: int | None = None
+    score_script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     hang_scores: threading.Event | None = None
     score_receipts: dict[str, int] = field(default_factory=dict)
+    score_batches: list[list[str]] = field(default_factory=list)
     span_ids: list[str] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -63,6 +75,16 @@ class LangfuseStub:
                 "tags": [],
             }
         )
+
+    def answer_scores(self, status: int, headers: dict[str, str] | None = None) -> None:
+        """Answer the next scores POST (after those queued before) with ``status``."""
+        with self.changed:
+            self.score_script.append((status, headers or {}))
+
+    def duplicates(self) -> dict[str, int]:
+        """Score ids accepted more than once."""
+        with self.changed:
+            return {i: n for i, n in self.score_receipts.items() if n > 1}
 
     def count(self, path_prefix: str) -> int:
         with self.changed:
@@ -107,14 +129,19 @@ def _handler(stub: LangfuseStub) -> type[BaseHTTPRequestHandler]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out as two writes; with Nagle on, each keep-alive answer would
+        # wait ~40 ms for the client's delayed ACK.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             return None
 
-        def _reply(self, status: int, body: Any) -> None:
+        def _reply(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("content-length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -172,16 +199,30 @@ def _handler(stub: LangfuseStub) -> type[BaseHTTPRequestHandler]:
                 self._reply(404, {"message": "not found"})
 
         def _scores(self, payload: Any) -> None:
+            items = payload if isinstance(payload, list) else [payload]
             with stub.changed:
                 stub.score_posts += 1
+                stub.score_batches.append([str(item.get("id")) for item in items])
+                scripted = stub.score_script.pop(0) if stub.score_script else None
                 stub.changed.notify_all()
-            if stub.hang_scores is not None:
-                stub.hang_scores.wait(30)
+            hang = stub.hang_scores
+            if hang is not None:
+                hang.wait(30)
+                with contextlib.suppress(OSError):  # the client may be gone (killed, gave up)
+                    self._reply(503, {"message": "stub outage ended"})
+                return
+            if scripted is not None:
+                self._reply(scripted[0], {"message": "stub scripted answer"}, scripted[1])
                 return
             if stub.score_status is not None:
                 self._reply(stub.score_status, {"message": "stub score outage"})
                 return
-            items = payload if isinstance(payload, list) else [payload]
+            if stub.score_max_items is not None and len(items) > stub.score_max_items:
+                self._reply(413, {"message": "Request Entity Too Large"})
+                return
+            if any(item.get("id") in stub.score_invalid for item in items):
+                self._reply(400, {"message": "Invalid request data"})
+                return
             errors = []
             with stub.changed:
                 for item in items:
@@ -206,7 +247,8 @@ def start(stub: LangfuseStub, port: int = 0) -> None:
     server.daemon_threads = True
     stub.server = server
     stub.url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # A short poll: stop() waits for it, and tests stop and restart stubs.
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
 
 
 @contextmanager

@@ -1,20 +1,29 @@
 """``FeedbackClient``: feedback into the durable outbox, then to Langfuse in the background.
 
-Delivery POSTs batches to Langfuse's scores API and reads every answer: 202 delivered; 207
-(some refused, counts but no ids) resolved by resending that batch item by item; 429/5xx and
-network errors retried with backoff (honouring Retry-After); an item Langfuse refuses kept
-with the reason and not retried; a batch refused as a whole split the same way. Without
-Langfuse, feedback goes to the local trace store and shows in ``appsdk traces show``.
+Delivery claims a batch of due ratings in the outbox (a lease, so processes sharing the file
+never send the same rating twice in the normal case), POSTs it to Langfuse's scores API and
+acts on the answer as :mod:`appsdk.feedback.delivery` classifies it: delivered; split until
+each refused rating is known (207, 400, 422, 413); rejected and kept with the reason (what can
+never succeed); or retried with capped, jittered backoff (everything that can succeed later,
+redirects and 404s included). A delivery that succeeds makes every waiting rating due at
+once. Without Langfuse, feedback goes to the local trace store and shows in
+``appsdk traces show``.
+
+The pipeline drives the process's default client through :func:`flush_default`,
+:func:`shutdown_default` and :func:`start_default_if_pending`.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import logging
-import random
+import math
+import os
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,18 +34,34 @@ from pydantic import ValidationError
 from appsdk import pipeline as _pipeline
 from appsdk.config import Settings, load_settings
 from appsdk.errors import AppSDKError
+from appsdk.feedback.delivery import Verdict, backoff_delay, classify, partial_verdict
 from appsdk.feedback.model import Feedback
-from appsdk.feedback.outbox import Outbox, OutboxItem
-from appsdk.llmd.errors import retry_after_seconds
+from appsdk.feedback.outbox import Outbox, OutboxItem, has_pending
 from appsdk.policy import CaptureMode, Policy, PolicyEngine
 
 if TYPE_CHECKING:
     from appsdk.store.db import TraceStore
 
-__all__ = ["FeedbackClient", "FeedbackValidationError"]
+__all__ = [
+    "FeedbackClient",
+    "FeedbackValidationError",
+    "default_client",
+    "flush_default",
+    "shutdown_default",
+    "start_default_if_pending",
+    "submit_feedback",
+]
 
 _log = logging.getLogger("appsdk")
 DEFAULT_OUTBOX = Path(".appsdk/feedback.db")
+_SCORES = "/api/public/scores"
+_IDLE_POLL_S = 5.0  # an idle worker looks again this often: other processes' rows, leases
+_FLUSH_POLL_S = 0.5  # flush() looks again this often for rows other processes deliver
+_MIN_WAIT_S = 0.01  # a row due "now" that cannot be claimed (clock skew) must not spin
+
+
+def _outbox_path(given: str | Path | None) -> Path:
+    return Path(given or os.environ.get("APPSDK_FEEDBACK_OUTBOX") or DEFAULT_OUTBOX)
 
 
 class FeedbackValidationError(AppSDKError, ValueError):
@@ -72,7 +97,12 @@ class FeedbackClient:
         outbox_path: the SQLite outbox (default ``APPSDK_FEEDBACK_OUTBOX`` or
             ``.appsdk/feedback.db``).
         policy: governs comments (default: the configured pipeline's policy).
+        batch_size: ratings per request at most.
+        timeout_s: the longest one request to Langfuse may take (less near a deadline).
         backoff_s: first and longest wait between delivery attempts while Langfuse is down.
+        lease_s: how long a claim on ratings being sent holds before another process may
+            take them over (default: three request timeouts, at least 30 s); a claimer of
+            this machine that died loses its claims at once.
         start: start the background delivery (tests may deliver by hand with ``deliver_once``).
 
     Example:
@@ -89,6 +119,7 @@ class FeedbackClient:
         batch_size: int = 50,
         timeout_s: float = 10.0,
         backoff_s: tuple[float, float] = (0.2, 60.0),
+        lease_s: float | None = None,
         start: bool = True,
     ) -> None:
         pipeline = _pipeline.current()
@@ -99,22 +130,29 @@ class FeedbackClient:
             else (pipeline.engine if pipeline is not None else Policy.from_env().engine)
         )
         self._engine: PolicyEngine = engine
-        self._batch_size = batch_size
+        self._batch_size = max(1, batch_size)
+        self._timeout_s = timeout_s
         self._backoff_base, self._backoff_max = backoff_s
+        self._lease_s = lease_s if lease_s is not None else max(30.0, 3.0 * timeout_s)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._progress = threading.Condition()
-        self._warned_auth = False
-        self._singles: set[str] = set()
+        self._generation = 0  # bumped after each pass of the worker; flush() waits on it
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()  # close() against the worker's end
+        self._closed = False
+        self._worker_done = False
+        self._orphaned = False  # close() gave up waiting: the worker frees what it holds
+        self._released = False
+        self._deadline: float | None = None  # set by close(): bounds every request after it
         self._worker: threading.Thread | None = None
         self._store: TraceStore | None = None
         if not self.settings.langfuse_enabled:
             self.outbox: Outbox | None = None
             return
-        import os
-
-        path = outbox_path or os.environ.get("APPSDK_FEEDBACK_OUTBOX") or DEFAULT_OUTBOX
-        self.outbox = Outbox(path, destination=self.settings.langfuse_destination())
+        self.outbox = Outbox(
+            _outbox_path(outbox_path), destination=self.settings.langfuse_destination()
+        )
         assert self.settings.langfuse_public_key and self.settings.langfuse_secret_key
         credentials = (
             f"{self.settings.langfuse_public_key}:"
@@ -123,6 +161,9 @@ class FeedbackClient:
         self._http = httpx.Client(
             base_url=self.settings.langfuse_url,
             timeout=timeout_s,
+            # A redirect is answered as retry-later, never followed: following it would send
+            # the keys to wherever a proxy or a deploy points.
+            follow_redirects=False,
             headers={"authorization": "Basic " + base64.b64encode(credentials.encode()).decode()},
         )
         if start:
@@ -142,6 +183,8 @@ class FeedbackClient:
                 feedback = Feedback(**fields)
             except ValidationError as exc:
                 raise FeedbackValidationError.from_pydantic(exc) from None
+        if self._closed:
+            raise AppSDKError("this FeedbackClient is closed; submit through a new one")
         payload = _safe_score(feedback, self._engine, datetime.datetime.now(datetime.UTC))
         if self.settings.environment:
             payload["environment"] = self.settings.environment
@@ -173,138 +216,234 @@ class FeedbackClient:
     # -- delivering ---------------------------------------------------------------------------
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sent = self.deliver_once()
-            except Exception:  # the worker must survive anything and try again later
-                _log.warning("appsdk: feedback delivery failed unexpectedly", exc_info=True)
-                sent = 0
-            with self._progress:
-                self._progress.notify_all()
-            if sent:
-                continue
-            assert self.outbox is not None
-            wait = self.outbox.next_due_in()
-            self._wake.wait(5.0 if wait is None else min(wait, 5.0))
-            self._wake.clear()
-
-    def deliver_once(self) -> int:
-        """Send one batch of due items; returns how many were attempted."""
-        if self.outbox is None:
-            return 0
-        items = self.outbox.due(self._batch_size)
-        if not items:
-            return 0
-        singles = [i for i in items if i.id in self._singles]
-        batch = singles[:1] if singles else [i for i in items if i.id not in self._singles]
-        self._post(batch)
-        return len(batch)
-
-    def _post(self, items: list[OutboxItem]) -> None:
         assert self.outbox is not None
-        ids = [i.id for i in items]
+        failures = 0
         try:
-            response = self._http.post("/api/public/scores", json=[i.payload for i in items])
-        except httpx.HTTPError as exc:
-            self.outbox.retry_later(ids, type(exc).__name__, self._backoff(items, None))
-            return
-        status = response.status_code
-        if status == 207:
-            self._partial(items, response)
-        elif 200 <= status < 300:
-            self.outbox.delivered(ids)
-            self._singles.difference_update(ids)
-        elif status in (401, 403):
-            if not self._warned_auth:
-                self._warned_auth = True
-                _log.warning(
-                    "appsdk: Langfuse refused the feedback credentials (HTTP %d); "
-                    "feedback stays in the outbox. Check LANGFUSE_PUBLIC_KEY and "
-                    "LANGFUSE_SECRET_KEY.",
-                    status,
-                )
-            self.outbox.retry_later(ids, f"HTTP {status}", 60.0)
-        elif status == 429 or status >= 500:
-            delay = retry_after_seconds(response.headers.get("retry-after"))
-            self.outbox.retry_later(ids, f"HTTP {status}", self._backoff(items, delay))
-        elif len(items) > 1:
-            # Refused as a whole: send one by one to find the item at fault.
-            self._singles.update(ids)
-            self.outbox.retry_later(ids, f"HTTP {status}; retrying one by one", 0.0)
-        else:
-            self.outbox.rejected(ids, f"HTTP {status}: {response.text[:300]}")
-            self._singles.difference_update(ids)
+            # A new worker probes at once, whatever backoff an earlier process left behind.
+            self.outbox.expedite(self._batch_size)
+            while not self._stop.is_set():
+                self._wake.clear()  # before looking, so a submit() meanwhile is not missed
+                try:
+                    sent = self.deliver_once()
+                    due_in = None if sent else self.outbox.next_due_in()
+                    failures = 0
+                except Exception:  # the worker must survive anything and try again later
+                    failures += 1
+                    _log.log(
+                        logging.WARNING if failures == 1 else logging.DEBUG,
+                        "appsdk: feedback delivery failed unexpectedly; retrying",
+                        exc_info=True,
+                    )
+                    sent = 0
+                    due_in = backoff_delay(failures, self._backoff_base, self._backoff_max)
+                self._notify()
+                if not sent:
+                    # Until a rating is due, a submit() wakes it, or the next look (rows and
+                    # leases of other processes are not signalled here); never a busy loop.
+                    idle = _IDLE_POLL_S if due_in is None else max(due_in, _MIN_WAIT_S)
+                    self._wake.wait(min(idle, _IDLE_POLL_S))
+            self._last_pass()
+        except Exception:
+            _log.debug("appsdk: the feedback worker stopped on an error", exc_info=True)
+        finally:
+            self._worker_ends()
 
-    def _partial(self, items: list[OutboxItem], response: httpx.Response) -> None:
-        """207: Langfuse took some items of the batch and says how many, not which.
+    def _notify(self) -> None:
+        with self._progress:
+            self._generation += 1
+            self._progress.notify_all()
 
-        Its answer is ``{"accepted": n, "rejected": m, "errors": [{"message": ...}]}``. For a
-        single item that is exact. For a batch, the items are resent one by one to learn which
-        were refused; the ones already accepted upsert (same id and timestamp), so none shows
-        twice.
+    def _last_pass(self) -> None:
+        """At close: probe at once and deliver while Langfuse takes them, until the deadline.
+
+        The first failure ends it: at exit, a down Langfuse is not waited for.
         """
         assert self.outbox is not None
-        ids = [i.id for i in items]
-        try:
-            body = response.json()
-            rejected = int(body.get("rejected", 0))
-            errors = [str(e.get("message", "")) for e in body.get("errors", [])]
-        except (ValueError, AttributeError, TypeError):
-            rejected, errors = len(items), []
-        if rejected == 0:
-            self.outbox.delivered(ids)
-            self._singles.difference_update(ids)
-        elif len(items) == 1:
-            reason = "; ".join(errors) or "rejected without a message"
-            self.outbox.rejected(ids, f"rejected by Langfuse: {reason}")
-            self._singles.difference_update(ids)
-        else:
-            self._singles.update(ids)
-            self.outbox.retry_later(ids, f"{rejected} of {len(items)} rejected", 0.0)
+        if self._remaining(None) <= 0:
+            return
+        self.outbox.expedite(self._batch_size)
+        while self._remaining(None) > 0:
+            attempted, failed = self._deliver_batch(None)
+            if not attempted or failed:
+                return
 
-    def _backoff(self, items: list[OutboxItem], retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, 300.0)
-        attempts: int = max(i.attempts for i in items)
-        ceiling = min(self._backoff_max, self._backoff_base * 2.0**attempts)
-        return ceiling * random.uniform(0.5, 1.0)
+    def _worker_ends(self) -> None:
+        self._notify()
+        with self._lock:
+            self._worker_done = True
+            orphaned = self._orphaned
+        if orphaned:
+            self._release()
+
+    def _remaining(self, deadline: float | None) -> float:
+        """Seconds left before the nearest of ``deadline`` and close()'s deadline."""
+        ends = [d for d in (deadline, self._deadline) if d is not None]
+        return min(ends) - time.monotonic() if ends else math.inf
+
+    def deliver_once(self) -> int:
+        """Claim one batch of due ratings and deliver it; returns how many were attempted."""
+        return self._deliver_batch(None)[0]
+
+    def _deliver_batch(self, deadline: float | None) -> tuple[int, bool]:
+        """One claimed batch: (ratings attempted, whether Langfuse failed and they wait)."""
+        if self.outbox is None or self._remaining(deadline) <= 0:
+            return 0, False
+        items = self.outbox.claim(self._batch_size, self._lease_s)
+        if not items:
+            return 0, False
+        return len(items), self._send(items, deadline)
+
+    def _send(self, items: list[OutboxItem], deadline: float | None) -> bool:
+        """POST ``items``, splitting as the answers ask; True when the rest must wait."""
+        assert self.outbox is not None
+        queue: deque[list[OutboxItem]] = deque([items])
+        while queue:
+            batch = queue.popleft()
+            left = [item for b in queue for item in b]
+            remaining = self._remaining(deadline)
+            if remaining <= 0:
+                self.outbox.release(batch + left)  # unsent: due for anyone, no attempt counted
+                return True
+            if batch is not items:  # a split: the requests before this one took time
+                self.outbox.renew(batch + left, self._lease_s)
+            verdict = self._post(batch, min(self._timeout_s, remaining))
+            if verdict.action == "retry":
+                attempts = max(item.attempts for item in batch)
+                delay = backoff_delay(
+                    attempts, self._backoff_base, self._backoff_max, verdict.retry_after
+                )
+                self.outbox.retry_later(batch + left, verdict.reason, delay)
+                return True
+            if verdict.action == "delivered":
+                self.outbox.delivered(batch)  # and, Langfuse being up, what waits is due
+            elif verdict.action == "reject" or len(batch) == 1:
+                self.outbox.rejected(batch, verdict.reason)
+            else:  # split: halves find the ratings at fault in log2(batch) rounds
+                half = len(batch) // 2
+                queue.extendleft([batch[half:], batch[:half]])
+        return False
+
+    def _post(self, batch: list[OutboxItem], timeout_s: float) -> Verdict:
+        try:
+            response = self._http.post(
+                _SCORES, json=[item.payload for item in batch], timeout=timeout_s
+            )
+        except httpx.HTTPError as exc:
+            return Verdict("retry", type(exc).__name__)
+        verdict = classify(response, batch=len(batch))
+        if verdict.action == "partial":
+            verdict = partial_verdict(response, len(batch))
+        if verdict.warning and verdict.warn_key not in self._warned:
+            self._warned.add(verdict.warn_key or "")
+            _log.warning("%s", verdict.warning)
+        return verdict
+
+    # -- waiting and closing ------------------------------------------------------------------
 
     def flush(self, timeout_s: float = 10.0) -> bool:
-        """Wait until nothing is pending (delivered or rejected); False at the deadline."""
+        """Deliver everything pending, ratings waiting out a backoff included.
+
+        The oldest batch is tried at once; when Langfuse takes it, every waiting rating
+        becomes due. Failures are retried with backoff until ``timeout_s``.
+
+        Returns:
+            True when nothing of this destination is pending (delivered or rejected); False
+            at the deadline, or when the client is closed.
+        """
         if self.outbox is None:
             return True
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        with self._lock:
+            if self._closed:
+                return False
+            self.outbox.expedite(self._batch_size)
+        if self._worker is None:
+            return self._flush_here(deadline)
+        self._wake.set()
+        while True:
+            with self._progress:
+                generation = self._generation
+            if not self.outbox.counts()["pending"]:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._progress:  # the worker's passes, or a look at other processes' work
+                self._progress.wait_for(
+                    functools.partial(self._moved_on, generation), min(remaining, _FLUSH_POLL_S)
+                )
+
+    def _moved_on(self, generation: int) -> bool:
+        return self._generation != generation
+
+    def _flush_here(self, deadline: float) -> bool:
+        """flush() without a worker: deliver on this thread, each request within the deadline."""
+        assert self.outbox is not None
         while self.outbox.counts()["pending"]:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            if self._worker is None:
-                self.deliver_once()
+            if self._deliver_batch(deadline)[0]:
                 continue
-            with self._progress:
-                self._wake.set()
-                self._progress.wait(min(remaining, 1.0))
+            wait = max(self.outbox.next_due_in() or 0.0, _MIN_WAIT_S)
+            self._wake.wait(min(wait, remaining, _FLUSH_POLL_S))
+            self._wake.clear()
         return True
 
     def stats(self) -> dict[str, int]:
         """Outbox counts: pending, delivered, rejected."""
         return self.outbox.counts() if self.outbox is not None else {}
 
-    def close(self) -> None:
-        """Stop delivering; what is pending stays in the outbox for the next start."""
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Deliver what Langfuse takes within ``timeout_s``, then stop; never longer.
+
+        The pending ratings are tried at once (backoff or not) and sent while Langfuse takes
+        them; the first failure ends it. Every request is bounded by what is left of
+        ``timeout_s``; a request already in flight at the deadline is abandoned to its
+        daemon thread, which frees the client when it ends. What was not delivered stays in
+        the outbox for the next start (a claim of this process is taken over at once by
+        the next process of this machine, else when its lease ends). Closing twice is a no-op.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        self._deadline = deadline
+        worker = self._worker
+        if self.outbox is not None and worker is None:  # deliver on a thread we may abandon
+            worker = threading.Thread(
+                target=self._close_pass, name="appsdk-feedback-close", daemon=True
+            )
+            worker.start()
         self._stop.set()
         self._wake.set()
-        if self._worker is not None:
-            self._worker.join(5.0)
+        if worker is not None:
+            worker.join(max(0.0, deadline - time.monotonic()))
+            with self._lock:
+                if not self._worker_done:
+                    self._orphaned = True
+                    return
+        self._release()
+
+    def _close_pass(self) -> None:
+        try:
+            self._last_pass()
+        except Exception:
+            _log.debug("appsdk: feedback delivery at close failed", exc_info=True)
+        finally:
+            self._worker_ends()
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
         if self.outbox is not None:
             self._http.close()
             self.outbox.close()
         if self._store is not None:
             self._store.close()
-
-
-_default: FeedbackClient | None = None
-_default_lock = threading.Lock()
 
 
 def _safe_score(feedback: Feedback, policy: PolicyEngine, now: datetime.datetime) -> dict[str, Any]:
@@ -333,24 +472,115 @@ def _safe_score(feedback: Feedback, policy: PolicyEngine, now: datetime.datetime
     return payload
 
 
+# -- the process's default client -------------------------------------------------------------
+
+_default: FeedbackClient | None = None
+_default_owner: object | None = None  # the pipeline it was made for
+_default_lock = threading.Lock()
+
+
 def default_client() -> FeedbackClient:
-    """The process's feedback client, bound to the configured pipeline on first use."""
-    global _default
+    """The process's feedback client, bound to the configured pipeline on first use.
+
+    A client made for an earlier pipeline (before a reconfiguration) is replaced; its
+    pending ratings stay in the outbox and the new client delivers them.
+    """
+    global _default, _default_owner
+    pipeline = _pipeline.current()
+    stale: FeedbackClient | None = None
     with _default_lock:
+        if _default is not None and pipeline is not None and _default_owner is not pipeline:
+            stale, _default = _default, None
         if _default is None:
             _default = FeedbackClient()
-            pipeline = _pipeline.current()
+            _default_owner = pipeline
             if pipeline is not None:
-                pipeline.on_shutdown.append(_close_default)
-        return _default
+                # A fallback for a pipeline that does not call shutdown_default() itself.
+                pipeline.on_shutdown.append(functools.partial(_retire, _default))
+        client = _default
+    if stale is not None:
+        stale.close(0.0)  # never delays the caller; its worker ends on its own
+    return client
 
 
-def _close_default() -> None:
+def _retire(client: FeedbackClient) -> None:
+    global _default
+    with _default_lock:
+        if _default is client:
+            _default = None
+    client.close(client.settings.shutdown_timeout_s)
+
+
+def start_default_if_pending() -> bool:
+    """Start the default client if the outbox holds pending ratings, so a configured process
+    delivers what an earlier one left without waiting for a new submission.
+
+    Cheap when there is nothing to do: no Langfuse, no outbox file, or no pending row costs
+    a file check and one indexed query (no client, no thread, no identity hash). Call it after
+    the pipeline is installed: the client binds to the current pipeline. Never raises.
+
+    Returns:
+        True when the default client runs (it already did, or was started now).
+    """
+    pipeline = _pipeline.current()
+    with _default_lock:
+        if _default is not None and _default_owner is pipeline:
+            return True
+    if pipeline is None or not pipeline.settings.langfuse_enabled:
+        return False
+    try:
+        if not has_pending(_outbox_path(None)):
+            return False
+        default_client()
+    except Exception:  # an unreadable outbox must not break configure(); submit() will say
+        _log.warning("appsdk: cannot open the feedback outbox", exc_info=True)
+        return False
+    return True
+
+
+def flush_default(timeout_s: float) -> bool:
+    """Deliver every pending rating of this configuration through the default client.
+
+    Starts it first if the outbox holds pending ratings (see
+    :func:`start_default_if_pending`). Ratings waiting out a backoff are tried at once, and
+    all of them become due as soon as Langfuse takes one batch; failures are retried with
+    backoff until ``timeout_s``, which it never exceeds. Never raises.
+
+    Returns:
+        True when nothing of this destination is pending in the outbox (also without
+        Langfuse, or without any feedback); False at the deadline.
+    """
+    deadline = time.monotonic() + max(0.0, timeout_s)
+    try:
+        start_default_if_pending()
+        with _default_lock:
+            client = _default
+        if client is None:
+            return True
+        return client.flush(max(0.0, deadline - time.monotonic()))
+    except Exception:
+        _log.warning("appsdk: flushing feedback failed", exc_info=True)
+        return False
+
+
+def shutdown_default(timeout_s: float) -> None:
+    """Close the default client: deliver what Langfuse takes within ``timeout_s``, then stop.
+
+    Never takes longer than ``timeout_s``: every request is bounded by what is left of it and
+    the worker is waited for only that long (a request still in flight is abandoned to its
+    daemon thread; its ratings stay pending for the next start). A down Langfuse is tried
+    once, not waited for. The next :func:`submit_feedback` starts a new default client.
+    Never raises.
+    """
     global _default
     with _default_lock:
         client, _default = _default, None
-    if client is not None:
-        client.close()
+    if client is None:
+        return
+    try:
+        client.close(timeout_s)
+    except Exception:
+        _log.warning("appsdk: closing the feedback client failed", exc_info=True)
 
 
 def submit_feedback(feedback: Feedback | None = None, /, **fields: Any) -> str:

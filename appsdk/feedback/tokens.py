@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadData, BadSignature, URLSafeSerializer
+from itsdangerous.encoding import base64_decode, base64_encode
 
 from appsdk.errors import AppSDKError, ConfigError
 
@@ -30,6 +32,9 @@ __all__ = [
 
 _SALT = "appsdk.feedback.v1"
 DEFAULT_TTL_S = 7 * 24 * 3600
+# What URLSafeSerializer writes: an optional "." (compressed), the payload, ".", the signature,
+# all in the URL-safe base64 alphabet without padding.
+_TOKEN_SHAPE = re.compile(r"\.?[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 class FeedbackTokenError(AppSDKError):
@@ -102,6 +107,23 @@ def issue_feedback_token(
     return token
 
 
+def _canonical(token: str) -> bool:
+    """Whether ``token`` is spelled exactly as we issue it.
+
+    itsdangerous decodes the signature leniently: base64 skips characters outside its
+    alphabet and ignores padding and the spare bits of the last character, so ``token +
+    "!!!!"`` or a changed last character can verify as the same token. One token must have
+    one spelling (whatever keys on it, such as a rate limit, must not be dodged).
+    """
+    if not _TOKEN_SHAPE.fullmatch(token):
+        return False
+    signature = token.rsplit(".", 1)[1]
+    try:
+        return base64_encode(base64_decode(signature)).decode() == signature
+    except BadData:
+        return False
+
+
 def verify_feedback_token(
     token: str, *, user_id: str | None = None, secret: str | list[str] | None = None
 ) -> FeedbackGrant:
@@ -110,8 +132,11 @@ def verify_feedback_token(
     Raises:
         InvalidFeedbackToken, ExpiredFeedbackToken, ForbiddenFeedbackToken.
     """
+    serializer = _serializer(secret)  # a missing key is a ConfigError, whatever the token
+    if not _canonical(token):
+        raise InvalidFeedbackToken("the feedback token is not valid")
     try:
-        payload: Any = _serializer(secret).loads(token)
+        payload: Any = serializer.loads(token)
     except BadSignature:
         raise InvalidFeedbackToken("the feedback token is not valid") from None
     if not (isinstance(payload, list) and len(payload) == 4 and isinstance(payload[3], int)):

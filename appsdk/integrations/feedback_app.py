@@ -1,9 +1,15 @@
 """``POST /feedback`` as a Starlette app, mountable in FastAPI.
 
-Takes ``{token, name, value, comment}``; the trace, observation and user come from the signed
-token, never from the body. Answers: 202 stored, 400 with field errors, 401 bad or expired
-token, 403 another user's token, 413 body too large, 429 too many ratings for one token,
-503 if the outbox cannot store. Bad input never gets a 500.
+Takes ``{token, name, value, comment}`` as ``application/json``; the trace, observation and
+user come from the signed token, never from the body. Answers: 202 stored, 400 malformed
+(not JSON, nested too deep) or with field errors, 401 bad or expired token, 403 another
+user's token, 413 body too large, 415 not ``application/json``, 429 too many ratings for one
+answer (one trace and user, however many tokens or spellings), 503 if the outbox cannot
+store. Bad input never gets a 500.
+
+Only ``application/json`` is taken because a browser sends ``text/plain`` (and form bodies)
+cross-site without asking the server first (a CORS "simple request"); a JSON body needs a
+preflight the app's CORS policy decides on.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict, deque
@@ -23,16 +30,56 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from appsdk.feedback.client import FeedbackClient, FeedbackValidationError, default_client
-from appsdk.feedback.tokens import FeedbackTokenError, verify_feedback_token
+from appsdk.feedback.tokens import FeedbackGrant, FeedbackTokenError, verify_feedback_token
 
 __all__ = ["feedback_app"]
 
 _log = logging.getLogger("appsdk")
 _FIELDS = {"token", "name", "value", "comment"}
+MAX_JSON_DEPTH = 16
+"""A feedback body is a flat object; anything nested deeper is refused before parsing."""
+# A JSON string (escapes included) and the brackets outside strings; possessive, so a long
+# or unterminated string costs linear time.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def _too_deep(raw: bytes, limit: int) -> bool:
+    """Whether the JSON text nests arrays or objects more than ``limit`` deep.
+
+    Checked before ``json.loads``, whose recursion a deeply nested 10 KB body exhausts.
+    """
+    depth = 0
+    for bracket in _JSON_BRACKET.finditer(_JSON_STRING.sub(b"", raw)):
+        if bracket.group() in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def _is_json(content_type: str | None) -> bool:
+    """``application/json``, optionally with ``charset=utf-8`` (JSON is UTF-8 by RFC 8259)."""
+    if not content_type:
+        return False
+    media, *params = (part.strip().lower() for part in content_type.split(";"))
+    if media != "application/json":
+        return False
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip() == "charset" and value.strip().strip('"') not in ("utf-8", "utf8"):
+            return False
+    return True
 
 
 class _RateLimiter:
-    """At most ``limit`` ratings per token in a sliding minute; bounded memory."""
+    """At most ``limit`` ratings per answer (trace and user) in a sliding minute.
+
+    Keyed on the verified grant, never on the token's spelling: two tokens for the same
+    answer share one budget. Memory is bounded (the least recently seen keys are dropped).
+    """
 
     def __init__(self, limit: int, window_s: float = 60.0, max_tokens: int = 10_000) -> None:
         self.limit = limit
@@ -41,8 +88,9 @@ class _RateLimiter:
         self._seen: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def allow(self, token: str) -> bool:
-        key = hashlib.sha256(token.encode()).hexdigest()
+    def allow(self, grant: FeedbackGrant) -> bool:
+        identity = "\x1f".join((grant.trace_id, grant.user_id or ""))
+        key = hashlib.sha256(identity.encode()).hexdigest()
         now = time.monotonic()
         with self._lock:
             hits = self._seen.pop(key, None) or deque()
@@ -109,7 +157,7 @@ def feedback_app(
         user_id: who is rating, from the request (a session cookie, an auth header); a token
             issued for a user is refused for anyone else.
         max_body_bytes: larger bodies get 413.
-        ratings_per_minute: per token; more get 429.
+        ratings_per_minute: per answer (a trace and user, whichever token); more get 429.
 
     Example:
         >>> api = feedback_app(user_id=lambda r: r.headers.get("x-user"))  # doctest: +SKIP
@@ -118,15 +166,21 @@ def feedback_app(
     limiter = _RateLimiter(ratings_per_minute)
 
     async def post_feedback(request: Request) -> JSONResponse:
+        if not _is_json(request.headers.get("content-type")):
+            return _error(415, "send the rating as application/json")
         try:
             raw = await _read_body(request, max_body_bytes)
         except ClientDisconnect:
             return _error(400, "the client went away before sending the body")
         if raw is None:
             return _error(413, f"the body is larger than {max_body_bytes} bytes")
+        if _too_deep(raw, MAX_JSON_DEPTH):
+            return _error(
+                400, "the body is nested too deeply", [{"field": "body", "message": "too deep"}]
+            )
         try:
             payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             return _error(400, "the body is not JSON", [{"field": "body", "message": "not JSON"}])
         fields, problems = _fields(payload)
         if fields is None:
@@ -136,7 +190,7 @@ def feedback_app(
             grant = verify_feedback_token(fields["token"], user_id=who, secret=secret)
         except FeedbackTokenError as exc:
             return _error(exc.status, str(exc))
-        if not limiter.allow(fields["token"]):
+        if not limiter.allow(grant):
             return _error(429, f"at most {ratings_per_minute} ratings a minute per answer")
         try:
             score = (client or default_client()).submit(
