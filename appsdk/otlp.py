@@ -142,8 +142,8 @@ class OTLPHttpExporter(SpanExporter):
                 self._hint
                 if outcome.status in (401, 403)
                 else (
-                    "the backend is unreachable or overloaded; spans wait in the spool and are "
-                    "sent when it recovers (appsdk spool status)"
+                    "spans wait in the spool and are sent when it answers again "
+                    "(appsdk spool status)"
                     if outcome.retryable
                     else "the backend rejected the data; it is kept in the spool with the reason"
                 )
