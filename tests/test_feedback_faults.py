@@ -543,3 +543,23 @@ def test_the_rate_limit_is_per_answer_whatever_the_token(endpoint: httpx.Client)
     another_answer = issue_feedback_token("cd" * 16, user_id="alice", secret=SECRET)
     body = f'{{"token": "{another_answer}", "name": "n", "value": 1}}'.encode()
     assert _post(endpoint, body) == 202
+
+
+def test_ids_of_no_trace_are_refused_with_the_field_named() -> None:
+    from appsdk import issue_feedback_token
+
+    with pytest.raises(ValueError, match="trace_id is the all-zero id"):
+        issue_feedback_token("0" * 32, secret="k" * 32)
+    with pytest.raises(ValueError, match="trace_id must be 32 lowercase hex"):
+        issue_feedback_token("abc", secret="k" * 32)
+    with pytest.raises(ValueError, match="observation_id is the all-zero id"):
+        issue_feedback_token("ab" * 16, "0" * 16, secret="k" * 32)
+    with pytest.raises(appsdk.feedback.FeedbackValidationError, match="all-zero"):
+        appsdk.submit_feedback(trace_id="0" * 32, name="helpful", value=True)
+
+
+def test_the_endpoint_without_a_secret_fails_when_it_is_built() -> None:
+    from appsdk.integrations import feedback_app
+
+    with pytest.raises(appsdk.ConfigError, match="APPSDK_FEEDBACK_SECRET"):
+        feedback_app()

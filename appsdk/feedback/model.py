@@ -9,12 +9,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["MAX_COMMENT_CHARS", "Feedback", "ScoreDataType", "score_id"]
+__all__ = ["MAX_COMMENT_CHARS", "Feedback", "ScoreDataType", "check_ids", "score_id"]
 
 ScoreDataType = Literal["NUMERIC", "BOOLEAN", "CATEGORICAL", "TEXT"]
 MAX_COMMENT_CHARS = 2000
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
+# What OpenTelemetry reports outside a trace (before configure(), a non-recording span).
+_INVALID_TRACE_ID = "0" * 32
+_INVALID_SPAN_ID = "0" * 16
 
 
 def score_id(trace_id: str, observation_id: str | None, name: str, user_id: str | None) -> str:
@@ -49,16 +52,12 @@ class Feedback(BaseModel):
     @field_validator("trace_id")
     @classmethod
     def _trace_id(cls, value: str) -> str:
-        if not _TRACE_ID.match(value):
-            raise ValueError("must be 32 lowercase hex characters (appsdk.get_current_trace_id())")
-        return value
+        return _valid_trace_id(value)
 
     @field_validator("observation_id")
     @classmethod
     def _observation_id(cls, value: str | None) -> str | None:
-        if value is not None and not _SPAN_ID.match(value):
-            raise ValueError("must be 16 lowercase hex characters (an observation id)")
-        return value
+        return _valid_observation_id(value) if value is not None else None
 
     @field_validator("value", mode="before")
     @classmethod
@@ -114,3 +113,35 @@ class Feedback(BaseModel):
         }
         item.update({k: v for k, v in optional.items() if v is not None})
         return item
+
+
+def _valid_trace_id(value: str) -> str:
+    if not isinstance(value, str) or not _TRACE_ID.match(value):
+        raise ValueError("must be 32 lowercase hex characters (appsdk.get_current_trace_id())")
+    if value == _INVALID_TRACE_ID:
+        raise ValueError(
+            "is the all-zero id of no trace: rate a trace that was recorded "
+            "(call appsdk.configure() before the traced code runs)"
+        )
+    return value
+
+
+def _valid_observation_id(value: str) -> str:
+    if not isinstance(value, str) or not _SPAN_ID.match(value):
+        raise ValueError("must be 16 lowercase hex characters (an observation id)")
+    if value == _INVALID_SPAN_ID:
+        raise ValueError("is the all-zero id of no observation")
+    return value
+
+
+def check_ids(trace_id: str, observation_id: str | None) -> None:
+    """Raise ``ValueError`` naming the field unless the ids can be those of a recorded trace."""
+    try:
+        _valid_trace_id(trace_id)
+    except ValueError as exc:
+        raise ValueError(f"trace_id {exc}") from None
+    if observation_id is not None:
+        try:
+            _valid_observation_id(observation_id)
+        except ValueError as exc:
+            raise ValueError(f"observation_id {exc}") from None

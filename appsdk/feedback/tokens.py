@@ -19,6 +19,7 @@ from itsdangerous import BadData, BadSignature, URLSafeSerializer
 from itsdangerous.encoding import base64_decode, base64_encode
 
 from appsdk.errors import AppSDKError, ConfigError
+from appsdk.feedback.model import check_ids
 
 __all__ = [
     "ExpiredFeedbackToken",
@@ -26,6 +27,7 @@ __all__ = [
     "FeedbackTokenError",
     "ForbiddenFeedbackToken",
     "InvalidFeedbackToken",
+    "check_secret",
     "issue_feedback_token",
     "verify_feedback_token",
 ]
@@ -83,6 +85,11 @@ def _keys(secret: str | list[str] | None) -> list[str]:
     return keys
 
 
+def check_secret(secret: str | list[str] | None = None) -> None:
+    """Raise ConfigError now if no usable signing key is configured (e.g. when an app starts)."""
+    _keys(secret)
+
+
 def _serializer(secret: str | list[str] | None) -> URLSafeSerializer:
     return URLSafeSerializer(_keys(secret), salt=_SALT)
 
@@ -99,9 +106,11 @@ def issue_feedback_token(
 
     Raises:
         ConfigError: no signing key is configured.
+        ValueError: an id is malformed or the all-zero id of no trace (named in the message).
     """
     if ttl_s <= 0:
         raise ValueError("ttl_s must be positive")
+    check_ids(trace_id, observation_id)  # a token for no trace would score nothing real
     payload = [trace_id, observation_id, user_id, int(time.time()) + int(ttl_s)]
     token: str = _serializer(secret).dumps(payload)
     return token

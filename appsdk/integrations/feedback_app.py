@@ -30,7 +30,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from appsdk.feedback.client import FeedbackClient, FeedbackValidationError, default_client
-from appsdk.feedback.tokens import FeedbackGrant, FeedbackTokenError, verify_feedback_token
+from appsdk.feedback.tokens import (
+    FeedbackGrant,
+    FeedbackTokenError,
+    check_secret,
+    verify_feedback_token,
+)
 
 __all__ = ["feedback_app"]
 
@@ -159,10 +164,16 @@ def feedback_app(
         max_body_bytes: larger bodies get 413.
         ratings_per_minute: per answer (a trace and user, whichever token); more get 429.
 
+    Raises:
+        ConfigError: no signing key (``secret`` or ``APPSDK_FEEDBACK_SECRET``), or one shorter
+            than 16 characters.
+
     Example:
         >>> api = feedback_app(user_id=lambda r: r.headers.get("x-user"))  # doctest: +SKIP
         >>> app.mount("/api", api)  # doctest: +SKIP
     """
+    # A missing or short key is found when the app is built, not at the first rating (a 500).
+    check_secret(secret)
     limiter = _RateLimiter(ratings_per_minute)
 
     async def post_feedback(request: Request) -> JSONResponse:
