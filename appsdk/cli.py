@@ -370,7 +370,11 @@ def sim(
     itl_ms: Annotated[float, typer.Option(help="Time between tokens.")] = 0.0,
     tokens: Annotated[int, typer.Option(help="Completion tokens per answer.")] = 12,
 ) -> None:
-    """Serve the llm-d simulator (OpenAI-compatible, llm-d headers and errors)."""
+    """Serve the llm-d simulator (OpenAI-compatible, llm-d headers and errors).
+
+    Models: sim-llama-3-8b (also as llama-3-8b), sim-llama-3-70b (llama-3-70b), sim-embed
+    (embed). Its gateway and vLLM spans go where traces go (the local store by default).
+    """
     from appsdk.sim import SimConfig, serve
 
     serve(port, config=SimConfig(ttft_ms=ttft_ms, itl_ms=itl_ms, completion_tokens=tokens))

@@ -21,7 +21,8 @@ from typing import Any
 
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from appsdk.sim.app import MODELS, ReceivedRequest, SimConfig, create_app
+from appsdk.sim.app import ReceivedRequest, SimConfig, create_app
+from appsdk.sim.models import MODELS
 from appsdk.sim.tracing import SimTracing
 
 __all__ = ["MODELS", "ReceivedRequest", "SimConfig", "Simulator", "running", "serve", "serving"]
@@ -105,7 +106,20 @@ def running(
 
 
 def serve(port: int, *, config: SimConfig | None = None) -> None:
-    """Serve the simulator in the foreground (``appsdk sim --port N``)."""
+    """Serve the simulator in the foreground (``appsdk sim --port N``).
+
+    Its gateway and vLLM spans go where appsdk's configuration sends traces (the local store
+    by default, Langfuse or OTLP from the environment), so an application's trace shows the
+    whole tree, as in the demo.
+    """
     import uvicorn
 
-    uvicorn.run(create_app(config), host="127.0.0.1", port=port, log_level="info")
+    import appsdk
+
+    appsdk.configure(service_name="llm-d-simulator")
+    tracing = SimTracing("appsdk")
+    try:
+        uvicorn.run(create_app(config, tracing), host="127.0.0.1", port=port, log_level="info")
+    finally:
+        tracing.shutdown()
+        appsdk.shutdown()

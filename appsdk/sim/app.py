@@ -25,11 +25,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from appsdk.sim.models import MODELS, served_name
 from appsdk.sim.tracing import SimTracing
 
 __all__ = ["ReceivedRequest", "SimConfig", "create_app"]
 
-MODELS = ("sim-llama-3-8b", "sim-llama-3-70b", "sim-embed")
 
 _PICKER_CODES = {
     400: "BadRequest",
@@ -219,7 +219,7 @@ async def _generate(request: Request, state: _State, *, chat: bool) -> Response:
         failure.headers.update(headers)
         return failure
     model = str(body.get("model") or MODELS[0])
-    if model not in MODELS:
+    if served_name(model) is None:
         return _error_response(404, "json", f"The model `{model}` does not exist.", headers)
     if request.headers.get("x-sim-garbage") == "json":
         return Response(b"{not json", 200, headers=headers, media_type="application/json")
