@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,19 +18,21 @@ from appsdk.errors import AppSDKError, StoreError
 from appsdk.render import DEFAULT_DEPTH, printable
 
 if TYPE_CHECKING:
-    from appsdk.spool import Destination
+    from appsdk.spool import Destination, Spool
     from appsdk.store import TraceStore
 
 __all__ = ["app", "main"]
 
+# Plain click help: typer's rich panels print a "<bool>" type beside every flag (--help too).
+_HELP: dict[str, Any] = {"no_args_is_help": True, "rich_markup_mode": None}
 app = typer.Typer(
     help="appsdk: application-layer tracing for llm-d and Langfuse.",
-    no_args_is_help=True,
     add_completion=False,
+    **_HELP,
 )
-traces_app = typer.Typer(help="Traces in the embedded local store.", no_args_is_help=True)
+traces_app = typer.Typer(help="Traces in the embedded local store.", **_HELP)
 app.add_typer(traces_app, name="traces")
-spool_app = typer.Typer(help="Spans waiting on disk for a backend.", no_args_is_help=True)
+spool_app = typer.Typer(help="Spans waiting on disk for a backend.", **_HELP)
 app.add_typer(spool_app, name="spool")
 
 StoreOption = Annotated[
@@ -330,6 +332,13 @@ def spool_flush(timeout: Annotated[float, typer.Option(help="Seconds to try.")] 
     finally:
         pipeline.shutdown()
     console = Console(soft_wrap=True)
+    if not wanted:
+        console.print(
+            Text(
+                "Nothing is configured to send to: set LANGFUSE_PUBLIC_KEY and "
+                "LANGFUSE_SECRET_KEY, or OTEL_EXPORTER_OTLP_ENDPOINT, as the application does."
+            )
+        )
     for name, counts in stats.items():
         console.print(
             Text(
@@ -346,6 +355,54 @@ def spool_flush(timeout: Annotated[float, typer.Option(help="Seconds to try.")] 
         )
     if not done:
         raise _fail("the spool is not empty: a backend is still down (see the warnings above)")
+
+
+@spool_app.command("retry-rejected")
+def spool_retry_rejected() -> None:
+    """Send again the batches the configured destinations rejected (after fixing the keys)."""
+    _spool_maintenance(lambda spool, mine: sum(spool.retry_rejected(d) for d in mine), "retried")
+
+
+@spool_app.command("purge")
+def spool_purge(
+    rejected: Annotated[
+        bool, typer.Option("--rejected", help="Only batches a backend rejected.")
+    ] = False,
+    other_destinations: Annotated[
+        bool,
+        typer.Option(
+            "--other-destinations",
+            help="Only batches of destinations this configuration does not send to.",
+        ),
+    ] = False,
+) -> None:
+    """Delete spooled batches for good: all of them, or only rejected or others' ones."""
+
+    def purge(spool: Spool, mine: list[Destination]) -> int:
+        return spool.purge(mine if other_destinations else (), rejected_only=rejected)
+
+    _spool_maintenance(purge, "deleted")
+
+
+def _spool_maintenance(action: Callable[[Spool, list[Destination]], int], verb: str) -> None:
+    from appsdk.config import load_settings
+    from appsdk.spool import Spool
+
+    try:
+        settings = load_settings()
+        where = settings.spool_path
+        with _reading(where, "export spool", "APPSDK_SPOOL_PATH"):
+            if not _exists(where):
+                Console(soft_wrap=True).print(Text(f"No spool at {where}: nothing to do."))
+                return
+            spool = Spool(where)
+            try:
+                count = action(spool, list(settings.destinations()))
+            finally:
+                spool.close()
+    except AppSDKError as exc:
+        raise _fail(str(exc)) from None
+    Console(soft_wrap=True).print(Text(f"{verb} {count} batches in {where}"))
 
 
 @app.command()

@@ -345,6 +345,33 @@ class Spool:
         with self._lock:
             self._conn.execute("UPDATE spool SET rejected = ? WHERE id = ?", (reason, batch_id))
 
+    def retry_rejected(self, destination: Destination) -> int:
+        """Make ``destination``'s rejected batches pending again (after fixing the keys)."""
+        with self._lock:
+            cursor = self._conn.execute(
+                "UPDATE spool SET rejected = NULL, claimed_by = NULL, claimed_until = NULL "
+                "WHERE exporter = ? AND identity = ? AND rejected IS NOT NULL",
+                self._key(destination),
+            )
+        return int(cursor.rowcount)
+
+    def purge(self, keep: Iterable[Destination] = (), *, rejected_only: bool = False) -> int:
+        """Delete batches of every destination but ``keep``; only rejected ones if asked.
+
+        Returns:
+            How many batches were deleted.
+        """
+        kept = [self._key(d) for d in keep]
+        where = ["NOT (exporter = ? AND identity = ?)" for _ in kept]
+        if rejected_only:
+            where.append("rejected IS NOT NULL")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        with self._lock:
+            cursor = self._conn.execute(
+                f"DELETE FROM spool{clause}", [part for key in kept for part in key]
+            )
+        return int(cursor.rowcount)
+
     def pending(self, destination: Destination) -> int:
         """Batches waiting for ``destination`` (not those rejected for good)."""
         return self._pending(destination, "COUNT(*)")
