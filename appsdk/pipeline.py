@@ -298,6 +298,16 @@ def current() -> Pipeline | None:
 def _install_provider(settings: Settings) -> TracerProvider:
     global _provider
     if _provider is not None:
+        running = _provider.resource.attributes.get("service.name")
+        if settings.service_name and settings.service_name != running:
+            # OpenTelemetry sets a process's provider, and so its resource, once.
+            _log.warning(
+                "appsdk: service_name %r does not apply: this process already traces as %r "
+                "(the OpenTelemetry resource is set once per process; restart to change it). "
+                "Every other setting of this configure() call applies.",
+                settings.service_name,
+                running,
+            )
         return _provider
     existing = trace_api.get_tracer_provider()
     if isinstance(existing, TracerProvider):

@@ -257,3 +257,17 @@ def test_shutdown_at_exit_flushes_pending_spans(receiver: OTLPReceiver, tmp_path
 
 def test_stats_are_empty_before_configure() -> None:
     assert appsdk.stats() in ({},) or all(isinstance(v, dict) for v in appsdk.stats().values())
+
+
+def test_configure_again_applies_new_settings_or_says_why_not(
+    receiver: OTLPReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    appsdk.configure(service_name="first", local_store="never")
+    appsdk.configure(service_name="second", otlp_endpoints=(receiver.traces_url,))
+    with appsdk.start_observation("after"):
+        pass
+    assert appsdk.flush()
+    (span,) = receiver.wait_for_spans(1)
+    # The new exporter applies; the service name cannot, and the warning says why.
+    assert span.name == "after"
+    assert "'second' does not apply" in caplog.text and "restart" in caplog.text
