@@ -50,8 +50,8 @@ def answer(client: appsdk.LLMDClient, question: str, context: list[str]) -> str:
             stream=True,
             variables={"context": "\n".join(context), "question": question},
         )
-        with stream:  # type: ignore[union-attr]
-            return "".join(chunk.text for chunk in stream)  # type: ignore[union-attr]
+        with stream:
+            return "".join(chunk.text for chunk in stream)
 
 
 @appsdk.observe(name="rag-demo", as_type="chain")
@@ -113,7 +113,8 @@ def main() -> int:
 
         cli(["traces", "show", result["trace_id"]], standalone_mode=False)
         console.print(
-            "\nThe trace is in the local store (.appsdk/traces.db): `appsdk traces list`.\n"
+            "\nThe trace is in the local store (.appsdk/traces.db): `.venv/bin/appsdk traces list`"
+            " (or `appsdk traces list` with the virtualenv activated).\n"
             "Set LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY and LANGFUSE_BASE_URL to send the same "
             "trace to Langfuse, or OTEL_EXPORTER_OTLP_ENDPOINT for any OTLP backend."
         )
