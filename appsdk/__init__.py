@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from appsdk.policy import CaptureMode, Policy
     from appsdk.pricing import ModelPrice, PriceTable
     from appsdk.prompts import get_prompt, use_prompt
+    from appsdk.sampling import Sampling, SamplingRule
     from appsdk.trace_context import ContextThreadPoolExecutor, trace_attributes, wrap_context
 
 _WHERE = {
@@ -77,6 +78,8 @@ _WHERE = {
     "Policy": "appsdk.policy",
     "ModelPrice": "appsdk.pricing",
     "PriceTable": "appsdk.pricing",
+    "Sampling": "appsdk.sampling",
+    "SamplingRule": "appsdk.sampling",
     "get_prompt": "appsdk.prompts",
     "use_prompt": "appsdk.prompts",
     "ContextThreadPoolExecutor": "appsdk.trace_context",
@@ -115,6 +118,8 @@ __all__ = [
     "Policy",
     "PriceTable",
     "RetryPolicy",
+    "Sampling",
+    "SamplingRule",
     "Settings",
     "StoreError",
     "__version__",

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
         default=Path(".appsdk/traces.db"), validation_alias=AliasChoices("APPSDK_STORE_PATH")
     )
     """Where the embedded store lives."""
+    sampling: str | None = _env("APPSDK_SAMPLING")
+    """Sampling rules and retention: a JSON object, or a JSON file's path (docs/sampling.md)."""
     tracing_enabled: bool = Field(
         default=True, validation_alias=AliasChoices("LANGFUSE_TRACING_ENABLED")
     )

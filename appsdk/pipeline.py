@@ -19,13 +19,8 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import (
-    ReadableSpan,
-    Span,
-    SpanProcessor,
-    TracerProvider,
-    sampling,
-)
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import sampling as sampling_api
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
@@ -36,8 +31,9 @@ from appsdk.egress import guard_span
 from appsdk.errors import StoreError
 from appsdk.langfuse_interop import mark_app_root, propagated_attributes
 from appsdk.policy import Policy
+from appsdk.sampling import Retention, RuleSampler, Sampling
 from appsdk.spool import Spool, exporter_key
-from appsdk.trace_context import apply_trace_attributes
+from appsdk.trace_context import apply_trace_attributes, known_at_root
 
 if TYPE_CHECKING:
     from appsdk.config import Settings
@@ -49,29 +45,29 @@ _log = logging.getLogger("appsdk")
 SpanFilter = Callable[[ReadableSpan], bool]
 
 
-def _make_sampler(settings: Settings) -> sampling.Sampler:
+def _make_sampler(settings: Settings) -> sampling_api.Sampler:
     name = settings.traces_sampler
     if name is not None:
         ratio = float(settings.traces_sampler_arg) if settings.traces_sampler_arg else 1.0
-        samplers: dict[str, Callable[[], sampling.Sampler]] = {
-            "always_on": lambda: sampling.ALWAYS_ON,
-            "always_off": lambda: sampling.ALWAYS_OFF,
-            "parentbased_always_on": lambda: sampling.DEFAULT_ON,
-            "parentbased_always_off": lambda: sampling.DEFAULT_OFF,
-            "traceidratio": lambda: sampling.TraceIdRatioBased(ratio),
-            "parentbased_traceidratio": lambda: sampling.ParentBasedTraceIdRatio(ratio),
+        samplers: dict[str, Callable[[], sampling_api.Sampler]] = {
+            "always_on": lambda: sampling_api.ALWAYS_ON,
+            "always_off": lambda: sampling_api.ALWAYS_OFF,
+            "parentbased_always_on": lambda: sampling_api.DEFAULT_ON,
+            "parentbased_always_off": lambda: sampling_api.DEFAULT_OFF,
+            "traceidratio": lambda: sampling_api.TraceIdRatioBased(ratio),
+            "parentbased_traceidratio": lambda: sampling_api.ParentBasedTraceIdRatio(ratio),
         }
         return samplers[name]()
     if settings.sample_rate is not None and settings.sample_rate < 1.0:
-        return sampling.ParentBasedTraceIdRatio(settings.sample_rate)
-    return sampling.DEFAULT_ON
+        return sampling_api.ParentBasedTraceIdRatio(settings.sample_rate)
+    return sampling_api.DEFAULT_ON
 
 
-class _DelegatingSampler(sampling.Sampler):
+class _DelegatingSampler(sampling_api.Sampler):
     """Samples with the current pipeline's sampler, so re-configuring can change it."""
 
     def __init__(self) -> None:
-        self.target: sampling.Sampler = sampling.DEFAULT_ON
+        self.target: sampling_api.Sampler = sampling_api.DEFAULT_ON
 
     def should_sample(
         self,
@@ -82,7 +78,7 @@ class _DelegatingSampler(sampling.Sampler):
         attributes: Attributes = None,
         links: Sequence[Link] | None = None,
         trace_state: TraceState | None = None,
-    ) -> sampling.SamplingResult:
+    ) -> sampling_api.SamplingResult:
         return self.target.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
         )
@@ -174,13 +170,27 @@ class Pipeline:
         >>> pipeline.stats()  # doctest: +SKIP
     """
 
-    def __init__(self, settings: Settings, provider: TracerProvider, policy: Policy) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        provider: TracerProvider,
+        policy: Policy,
+        sampling: Sampling | None = None,
+    ) -> None:
         self.settings = settings
         self.policy = policy
         self.engine = policy.engine
         self.provider = provider
         self.tracer = provider.get_tracer(semconv.TRACER_NAME)
-        self.sampler = _make_sampler(settings)
+        self.retention: Retention | None = None
+        if sampling is not None:
+            rules = RuleSampler(
+                sampling, service=settings.service_name, known_at_root=_known_at_root
+            )
+            self.sampler: sampling_api.Sampler = rules
+            self.retention = Retention(sampling, self._export_kept, counts=rules.counts)
+        else:
+            self.sampler = _make_sampler(settings)
         self.processors: list[tuple[ExportSink, SpanFilter | None]] = []
         self.on_shutdown: list[Callable[[], None]] = []
         self._environment = _environment_attributes(settings)
@@ -231,13 +241,29 @@ class Pipeline:
         except Exception:  # a span we cannot make safe is not exported at all
             _log.debug("appsdk: the egress guard failed; span dropped", exc_info=True)
             return
+        if self.retention is not None and not safe.context.trace_flags.sampled:
+            self.retention.on_end(safe)  # dropped at the head: held in case it matters
+            return
         for processor, accept in self.processors:
             if accept is None or accept(safe):
                 processor.on_end(safe)
 
+    def _export_kept(self, span: ReadableSpan) -> None:
+        for processor, accept in self.processors:
+            if accept is None or accept(span):
+                processor.on_end(span)
+
+    def feedback(self, trace_id: str, name: str, value: Any) -> None:
+        """A score arrived: a negative one keeps a trace the head decision dropped."""
+        if self.retention is not None:
+            self.retention.feedback(trace_id, name, value)
+
     def stats(self) -> dict[str, dict[str, int]]:
-        """Counters per exporter: exported, export failures, spans dropped and why."""
-        return {processor.name: processor.snapshot() for processor, _ in self.processors}
+        """Counters per exporter (exported, failures, dropped and why), and of sampling."""
+        counts = {processor.name: processor.snapshot() for processor, _ in self.processors}
+        if self.retention is not None:
+            counts["sampling"] = self.retention.stats()
+        return counts
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Export everything queued so far; False if the deadline passed first."""
@@ -345,12 +371,14 @@ def _open_spool(settings: Settings, pipeline: Pipeline) -> Spool | None:
         return None
 
 
-def _build(settings: Settings, provider: TracerProvider, policy: Policy) -> Pipeline:
+def _build(
+    settings: Settings, provider: TracerProvider, policy: Policy, sampling: Sampling | None
+) -> Pipeline:
     # Imported here: httpx and the store are not needed until a pipeline is built.
     from appsdk.otlp import OTLPHttpExporter, langfuse_exporter
     from appsdk.store.exporter import LocalStoreExporter
 
-    pipeline = Pipeline(settings, provider, policy)
+    pipeline = Pipeline(settings, provider, policy, sampling)
     spool = _open_spool(settings, pipeline)
     pipeline.spool = spool
     batching: dict[str, Any] = {
@@ -446,7 +474,23 @@ def _environment_attributes(settings: Settings) -> dict[str, str]:
     }
 
 
-def configure(*, policy: Policy | None = None, **options: Any) -> Pipeline:
+def _known_at_root(parent_context: Context | None) -> dict[str, Any]:
+    known = known_at_root()
+    propagated = propagated_attributes(parent_context)  # langfuse.propagate_attributes
+    for key, name in (
+        (semconv.USER_ID, "user_id"),
+        (semconv.SESSION_ID, "session_id"),
+        (semconv.LF_TRACE_NAME, "trace_name"),
+        (semconv.LF_TRACE_TAGS, "tags"),
+    ):
+        if key in propagated:
+            known.setdefault(name, propagated[key])
+    return known
+
+
+def configure(
+    *, policy: Policy | None = None, sampling: Sampling | None = None, **options: Any
+) -> Pipeline:
     """Install appsdk's tracing pipeline and return it.
 
     Args:
@@ -461,6 +505,7 @@ def configure(*, policy: Policy | None = None, **options: Any) -> Pipeline:
 
     settings = load_settings(**options)
     policy = policy if policy is not None else Policy.from_env()
+    sampling = sampling if sampling is not None else Sampling.parse(settings.sampling)
 
     if not settings.tracing_enabled:
         # As langfuse's LANGFUSE_TRACING_ENABLED=false: decorated code runs untraced.
@@ -469,7 +514,7 @@ def configure(*, policy: Policy | None = None, **options: Any) -> Pipeline:
         return Pipeline(settings, trace_api.get_tracer_provider(), policy)  # type: ignore[arg-type]
     with _state_lock:
         provider = _install_provider(settings)
-        pipeline = _build(settings, provider, policy)
+        pipeline = _build(settings, provider, policy, sampling)
         previous, _slot.pipeline = _slot.pipeline, pipeline
         _sampler.target = pipeline.sampler
         lifecycle.install(stop=_shutdown_at_exit, flush=_flush_at_signal)

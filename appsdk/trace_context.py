@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import Span
 from appsdk import semconv, span_policy
 from appsdk.policy import CaptureMode, PolicyEngine
 
-__all__ = ["ContextThreadPoolExecutor", "trace_attributes", "wrap_context"]
+__all__ = ["ContextThreadPoolExecutor", "known_at_root", "trace_attributes", "wrap_context"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -121,6 +121,24 @@ def trace_attributes(
         yield
     finally:
         _current.reset(token)
+
+
+def known_at_root() -> dict[str, Any]:
+    """What the innermost block says of the trace, as given: for sampling rules at the root."""
+    block = _current.get()
+    if block is None:
+        return {}
+    given = block.given
+    known: dict[str, Any] = {}
+    for key, name in (
+        (semconv.LF_TRACE_NAME, "trace_name"),
+        (semconv.USER_ID, "user_id"),
+        (semconv.SESSION_ID, "session_id"),
+        (semconv.LF_TRACE_TAGS, "tags"),
+    ):
+        if key in given:
+            known[name] = given[key]
+    return known
 
 
 def apply_trace_attributes(span: Span, policy: PolicyEngine) -> None:

@@ -21,6 +21,8 @@ PUBLIC = [
     "Policy",
     "PriceTable",
     "RetryPolicy",
+    "Sampling",
+    "SamplingRule",
     "Settings",
     "StoreError",
     "__version__",

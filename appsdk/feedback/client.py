@@ -193,6 +193,12 @@ class FeedbackClient:
         else:
             self.outbox.put(feedback.id, payload)
             self._wake.set()
+        pipeline = _pipeline.current()
+        if pipeline is not None:
+            try:  # a negative rating keeps a trace sampling dropped (stored first, whatever)
+                pipeline.feedback(feedback.trace_id, feedback.name, feedback.value)
+            except Exception:
+                _log.debug("appsdk: sampling could not take the rating", exc_info=True)
         return feedback.id
 
     def _to_local_store(self, feedback: Feedback, payload: Mapping[str, Any]) -> None:
