@@ -9,7 +9,7 @@ import datetime
 import sys
 from pathlib import Path
 
-from benchmarks import client, decorator, export, feedback, redaction
+from benchmarks import client, decorator, export, feedback, redaction, sampling
 from benchmarks.common import machine
 
 SECTIONS = (
@@ -41,6 +41,14 @@ SECTIONS = (
         "Spans per second through one exporter to a loopback OTLP receiver and to the local "
         "store; resident memory after 100,000 spans in a tight loop with the backend blackholed "
         "(it accepts connections and never answers).",
+    ),
+    (
+        "Sampling",
+        sampling,
+        "A decorated call (outer and inner observation, 1 KB in and out, default policy) whose "
+        "trace the head decision keeps, against one it drops (recorded into the retention "
+        "buffer instead), both configured to export to one loopback OTLP receiver; then the "
+        "retention buffer's size after a sustained load of dropped traces.",
     ),
     (
         "Feedback",
