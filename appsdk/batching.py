@@ -260,6 +260,12 @@ class BatchExportProcessor(SpanProcessor):
     # -- the worker ---------------------------------------------------------------------------
 
     def _run(self) -> None:
+        warm = getattr(self.exporter, "warm", None)
+        if warm is not None:
+            try:
+                warm()
+            except Exception:  # the first send will say what is wrong
+                _log.debug("appsdk: warming exporter %s failed", self.name, exc_info=True)
         while not self._shutdown:
             delay = self._delay
             if self._spool is not None and self._backoff.down:
@@ -501,8 +507,11 @@ class BatchExportProcessor(SpanProcessor):
         while self._queue:
             left.append(self._queue.popleft())
         if self._spool is not None:
+            # The request in flight gets what is left of the deadline, less a slice to spool
+            # a copy of it should it still hang.
+            reserve = min(0.2, timeout_s * 0.1)
             if self._sender.busy and not self._sender.wait_idle(
-                min(0.1, deadline - time.monotonic())
+                deadline - reserve - time.monotonic()
             ):
                 job = self._sender.current
                 if job is not None and job.spool_id is None:

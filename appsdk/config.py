@@ -7,6 +7,7 @@ The ecosystem's own variables (``LANGFUSE_*``, ``OTEL_*``) work as users already
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Iterable
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import httpx
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
@@ -426,11 +426,33 @@ def _url_problem(url: str) -> tuple[str | None, str]:
             f"has {shown if len(shown) <= 16 else 'a port'}, which is not a number from 1 to 65535",
             "give the port the backend listens on (OTLP/HTTP: 4318), or none for the default",
         )
+    if not _host_accepted(parts.hostname, url):
+        return "is not a URL an HTTP client accepts (check the host name)", _URL_FIX
+    return None, _URL_FIX
+
+
+_ASCII_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9_-]+)*\.?")
+
+
+def _host_accepted(host: str, url: str) -> bool:
+    """Whether httpx would send to this host; httpx is imported only for an unusual one."""
+    if ":" in host:
+        return True  # an IPv6 literal urlsplit already parsed
+    if re.fullmatch(r"[0-9.]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return False
+        return True
+    if _ASCII_HOST.fullmatch(host) and not host.lower().startswith("xn--"):
+        return True
+    import httpx  # IDNA names: httpx's own rules decide (rare, and off the usual path)
+
     try:
         httpx.URL(url).host  # noqa: B018 - the host is decoded (IDNA) only when read
     except (httpx.InvalidURL, ValueError):  # an IDNA error is a ValueError, not InvalidURL
-        return "is not a URL an HTTP client accepts (check the host name)", _URL_FIX
-    return None, _URL_FIX
+        return False
+    return True
 
 
 def _check_sampler(name: str, arg: str | None) -> None:

@@ -16,17 +16,16 @@ import gzip
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from appsdk.batching import ExportOutcome
 from appsdk.errors import safe_url
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["ExportOutcome", "OTLPHttpExporter", "langfuse_exporter"]
 
@@ -68,15 +67,21 @@ class OTLPHttpExporter(SpanExporter):
         base_headers = {"content-type": "application/x-protobuf"}
         if compression:
             base_headers["content-encoding"] = "gzip"
-        self._client = httpx.Client(
-            headers={**base_headers, **dict(headers or {})}, timeout=timeout_s
-        )
+        self._headers = {**base_headers, **dict(headers or {})}
+        self._timeout_s = timeout_s
+        # Made on the sender thread at the first send: importing httpx (~60 ms) is not the
+        # application's to wait for at configure().
+        self._client: httpx.Client | None = None
         self._failing = False
         self._lock = threading.Lock()
         self._closed = False
 
     def split(self, body: bytes) -> list[tuple[bytes, int]]:
         """An encoded batch as two halves, each encoded the same way, with their span counts."""
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
         raw = gzip.decompress(body) if self._compression else body
         request = ExportTraceServiceRequest.FromString(raw)
         located = [
@@ -91,7 +96,7 @@ class OTLPHttpExporter(SpanExporter):
         return [self._encode_part(request, part) for part in (located[:middle], located[middle:])]
 
     def _encode_part(self, request: Any, located: list[tuple[int, int, Any]]) -> tuple[bytes, int]:
-        part = ExportTraceServiceRequest()
+        part = type(request)()
         part.CopyFrom(request)
         for resource in part.resource_spans:
             for scope in resource.scope_spans:
@@ -103,6 +108,9 @@ class OTLPHttpExporter(SpanExporter):
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         """The request body for ``spans``: OTLP protobuf, gzip-compressed if configured."""
+        # Imported on the export thread, at the first batch: not the application's wait.
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
         body: bytes = encode_spans(spans).SerializeToString()
         return gzip.compress(body, compresslevel=5) if self._compression else body
 
@@ -120,9 +128,12 @@ class OTLPHttpExporter(SpanExporter):
         """POST an encoded body (a fresh batch or a spooled one); never raises."""
         if self._closed:
             return ExportOutcome(ok=False, retryable=True, reason="exporter is shut down")
+        import httpx
+        from opentelemetry.instrumentation.utils import suppress_instrumentation
+
         try:
             with suppress_instrumentation():
-                response = self._client.post(self.endpoint, content=body)
+                response = self._http().post(self.endpoint, content=body)
         except httpx.TimeoutException:
             outcome = ExportOutcome(ok=False, retryable=True, reason="timed out")
         except (httpx.TransportError, RuntimeError) as exc:
@@ -163,8 +174,28 @@ class OTLPHttpExporter(SpanExporter):
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
-        self._closed = True
-        self._client.close()
+        with self._lock:
+            self._closed = True
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def warm(self) -> None:
+        """Load what sending needs (the protobuf encoder, httpx); the export thread calls it
+        when it starts, so neither the application nor the first batch waits for it."""
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import (  # noqa: F401
+            encode_spans,
+        )
+
+        self._http()
+
+    def _http(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                import httpx
+
+                self._client = httpx.Client(headers=self._headers, timeout=self._timeout_s)
+            return self._client
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True

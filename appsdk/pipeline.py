@@ -31,12 +31,12 @@ from appsdk.egress import guard_span
 from appsdk.errors import StoreError
 from appsdk.langfuse_interop import mark_app_root, propagated_attributes
 from appsdk.policy import Policy
-from appsdk.sampling import Retention, RuleSampler, Sampling
 from appsdk.spool import Spool, exporter_key
 from appsdk.trace_context import apply_trace_attributes, known_at_root
 
 if TYPE_CHECKING:
     from appsdk.config import Settings
+    from appsdk.sampling import Retention, Sampling
 
 __all__ = ["Pipeline", "configure", "current", "flush", "shutdown", "stats"]
 
@@ -184,6 +184,8 @@ class Pipeline:
         self.tracer = provider.get_tracer(semconv.TRACER_NAME)
         self.retention: Retention | None = None
         if sampling is not None:
+            from appsdk.sampling import Retention, RuleSampler
+
             rules = RuleSampler(
                 sampling, service=settings.service_name, known_at_root=_known_at_root
             )
@@ -198,8 +200,22 @@ class Pipeline:
         self._langfuse_roots = langfuse_span_filter if settings.langfuse_enabled else None
         self._closed = False
         self._lock = threading.Lock()
-        self.langfuse_client: Any = None
+        self._langfuse_client: Any = None
+        self._langfuse_lock = threading.Lock()
         self.spool: Spool | None = None
+
+    @property
+    def langfuse_client(self) -> Any:
+        """The langfuse client on appsdk's provider (prompts, scores), made on first use.
+
+        ``import langfuse`` takes about half a second: a process that never needs it never
+        pays it, and one that does pays it once.
+        """
+        if self._langfuse_client is None and self.settings.langfuse_enabled:
+            with self._langfuse_lock:
+                if self._langfuse_client is None:
+                    self._langfuse_client = _make_langfuse_client(self)
+        return self._langfuse_client
 
     def add_exporter(self, processor: ExportSink, accept: SpanFilter | None) -> None:
         self.processors.append((processor, accept))
@@ -442,16 +458,14 @@ def _langfuse_filter_for(provider: TracerProvider, settings: Settings) -> SpanFi
     return langfuse_span_filter
 
 
-def _attach_langfuse_client(pipeline: Pipeline) -> None:
-    """Create the langfuse client (prompts, scores, its @observe) on appsdk's provider."""
+def _make_langfuse_client(pipeline: Pipeline) -> Any:
+    """The langfuse client (prompts, scores, its @observe) on appsdk's provider, or None."""
     settings = pipeline.settings
-    if not settings.langfuse_enabled:
-        return
     try:
         from langfuse import Langfuse
 
         assert settings.langfuse_secret_key is not None
-        pipeline.langfuse_client = Langfuse(
+        return Langfuse(
             public_key=settings.langfuse_public_key,
             secret_key=settings.langfuse_secret_key.get_secret_value(),
             base_url=settings.langfuse_url,
@@ -461,6 +475,17 @@ def _attach_langfuse_client(pipeline: Pipeline) -> None:
         )
     except Exception as exc:  # prompts and scores degrade; tracing goes on
         _log.warning("appsdk: could not create the langfuse client: %s", type(exc).__name__)
+        return None
+
+
+def _attach_langfuse_client(pipeline: Pipeline) -> None:
+    """Make the langfuse client now if the application uses langfuse, else on first use.
+
+    An application that imported langfuse calls ``langfuse.get_client()``, which must find
+    appsdk's client (with the configured keys); one that did not is spared the import.
+    """
+    if pipeline.settings.langfuse_enabled and "langfuse" in sys.modules:
+        _ = pipeline.langfuse_client
 
 
 def _environment_attributes(settings: Settings) -> dict[str, str]:
@@ -505,7 +530,10 @@ def configure(
 
     settings = load_settings(**options)
     policy = policy if policy is not None else Policy.from_env()
-    sampling = sampling if sampling is not None else Sampling.parse(settings.sampling)
+    if sampling is None and settings.sampling:
+        from appsdk.sampling import Sampling  # pydantic models: built only when used
+
+        sampling = Sampling.parse(settings.sampling)
 
     if not settings.tracing_enabled:
         # As langfuse's LANGFUSE_TRACING_ENABLED=false: decorated code runs untraced.
@@ -522,7 +550,8 @@ def configure(
         previous.shutdown()
     _attach_langfuse_client(pipeline)
     if settings.langfuse_enabled:
-        _resume_feedback()
+        # Off the caller's thread: checking the outbox loads the feedback client (httpx).
+        threading.Thread(target=_resume_feedback, name="appsdk-resume", daemon=True).start()
     from appsdk.metrics_export import install_meter_provider
 
     install_meter_provider(settings)
@@ -563,8 +592,13 @@ def flush(timeout_s: float = 5.0) -> bool:
 
 
 def _feedback_client_module() -> Any:
-    """The feedback client module if this process used feedback (never imported for this)."""
-    return sys.modules.get("appsdk.feedback.client")
+    """The feedback client module if this process used feedback (never imported for this).
+
+    One still being imported (by the thread resuming a pending outbox) has nothing of this
+    process's to deliver yet, and is not complete: it counts as not there.
+    """
+    module = sys.modules.get("appsdk.feedback.client")
+    return module if hasattr(module, "shutdown_default") else None
 
 
 def shutdown(timeout_s: float | None = None) -> None:
