@@ -216,11 +216,21 @@ class BatchExportProcessor(SpanProcessor):
         self._start_worker()
         if hasattr(os, "register_at_fork"):
             ref = weakref.WeakMethod(self._start_worker)
-            os.register_at_fork(after_in_child=lambda: (m := ref()) and m())
+            warmed = weakref.WeakMethod(self._wait_warmed)
+            os.register_at_fork(
+                # Warming imports modules: a fork in the middle would leave the child an
+                # import lock no thread of its own holds. Let it finish first (bounded).
+                before=lambda: (m := warmed()) and m(),
+                after_in_child=lambda: (m := ref()) and m(),
+            )
+
+    def _wait_warmed(self) -> None:
+        self._warmed.wait(5.0)
 
     def _start_worker(self) -> None:
         # After fork the parent's queue belongs to the parent: the child starts empty.
         self._queue.clear()
+        self._warmed = threading.Event()
         self._wake = threading.Event()
         self._flushed = threading.Condition()
         self._exported_upto = 0
@@ -261,11 +271,13 @@ class BatchExportProcessor(SpanProcessor):
 
     def _run(self) -> None:
         warm = getattr(self.exporter, "warm", None)
-        if warm is not None:
-            try:
+        try:
+            if warm is not None:
                 warm()
-            except Exception:  # the first send will say what is wrong
-                _log.debug("appsdk: warming exporter %s failed", self.name, exc_info=True)
+        except Exception:  # the first send will say what is wrong
+            _log.debug("appsdk: warming exporter %s failed", self.name, exc_info=True)
+        finally:
+            self._warmed.set()
         while not self._shutdown:
             delay = self._delay
             if self._spool is not None and self._backoff.down:

@@ -14,7 +14,9 @@ import datetime
 import email.utils
 import gzip
 import logging
+import os
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +77,21 @@ class OTLPHttpExporter(SpanExporter):
         self._failing = False
         self._lock = threading.Lock()
         self._closed = False
+        if hasattr(os, "register_at_fork"):
+            # A child must not inherit a lock held by a thread that did not come along, nor
+            # the parent's open connections.
+            ref = weakref.ref(self)
+
+            def forked() -> None:
+                exporter = ref()
+                if exporter is not None:
+                    exporter._forked()
+
+            os.register_at_fork(after_in_child=forked)
+
+    def _forked(self) -> None:
+        self._lock = threading.Lock()
+        self._client = None
 
     def split(self, body: bytes) -> list[tuple[bytes, int]]:
         """An encoded batch as two halves, each encoded the same way, with their span counts."""
@@ -190,10 +207,10 @@ class OTLPHttpExporter(SpanExporter):
         self._http()
 
     def _http(self) -> httpx.Client:
+        import httpx  # outside the lock: an import can take long, and a fork may come
+
         with self._lock:
             if self._client is None:
-                import httpx
-
                 self._client = httpx.Client(headers=self._headers, timeout=self._timeout_s)
             return self._client
 
