@@ -1,26 +1,50 @@
 """Built-in secret and PII detectors, and the replacement styles.
 
-Speed comes from never running a detector on text that cannot hold its secret: each detector
-is keyed by a literal its matches must contain (``@``, ``sk-``, ``AKIA``, ``://``, a digit ...),
-found with ``str.find`` (a C substring search), and its pattern runs only at those positions.
-Digit-shaped secrets (cards, phones, SSNs, IPv4, IBAN) come from one scan for digit runs that is
-skipped entirely when the text has no digit. A naive alternation of the same regexes scans
-2-3 MB/s; this reaches the throughputs in docs/performance.md.
+Every traced call passes its content through here, so detection is built to cost little on
+ordinary text and to stay linear on hostile text:
+
+* The detectors read bytes, one per character: ASCII text encodes with one copy; other text
+  encodes with every non-ASCII character as ``?`` (no detector matches one), so an offset
+  found is an offset in the text. Zero-width characters (raw, or escaped as JSON writes them)
+  are dropped and look-alike hyphens read as ``-`` first (``sk<U+200B>-proj-...`` is still a
+  key); offsets are then mapped back, so a replacement covers what was written, and a text
+  holding no secret comes back as it was, byte for byte.
+* Each family of detectors is one pattern led by a single literal byte its matches contain
+  (``-`` for ``sk-`` and PEM headers, ``_`` for ``ghp_``/``sk_live_``, ``@``, ``=`` ...), with
+  what comes before that byte checked by a lookbehind. SRE finds a leading literal at memchr
+  speed, where an alternation or a class costs a test per byte (the naive alternation of every
+  detector scans 2-3 MB/s); a family whose byte is absent costs one ``in`` test.
+* Digit-shaped secrets (cards, phones, SSNs, IPv4, IBAN) are matched in a copy of the text whose
+  digits read ``0`` and letters ``a``/``A`` (one ``bytes.translate``), by one pattern led by the
+  literal ``0``; only the checks a pattern cannot make (Luhn, octets, mod 97, epoch range) run
+  in Python, on the few spans the pattern returns.
+* Unbounded repeats are possessive, and an attempt that fails does bounded work or consumes what
+  it read, so no input makes a pattern backtrack over the same bytes again and again.
+* Base64 runs of 24+ characters are decoded and, when they decode to text, scanned again (one
+  level deep): the base64 of a key is the key.
+
+Identifiers are not secrets: hex ids, uuids, digests, versions and epoch timestamps pass
+untouched (a number glued to letters, to ``-`` after hex, or to dots is part of an id).
 """
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import hmac
 import ipaddress
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Literal
 
 __all__ = ["BUILTIN_LABELS", "Finding", "Redactor", "is_secret_key", "luhn_ok"]
 
 ReplacementStyle = Literal["label", "pseudonym"]
+# (start, end, label): what the scanners produce; a Finding only at the public edge.
+_Span = tuple[int, int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,125 +56,197 @@ class Finding:
     label: str
 
 
-_NOT_BEFORE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
-_LOCAL_PART = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
-_HEX_OR_COLON = frozenset("0123456789abcdefABCDEF:")
+# A key glued to a word ("task-..." is not "sk-...") is not a key: the byte before a prefix.
+_FREE = rb"(?<![A-Za-z0-9])"
+# "Basic concepts" is English: the credentials must decode to "user:password" (checked in
+# Python). A lookahead, so that when they do not the scan goes on right after "Basic".
+_BASIC_CREDENTIALS = rb"(?=\s++(?P<basic>[A-Za-z0-9+/]{4,}+={0,2}))"
 
-
-# Detectors anchored at a literal prefix: (prefix, pattern matched at the prefix, label).
-_PREFIXED: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
-    (prefix, re.compile(pattern, flags), label)
-    for prefix, pattern, flags, label in (
-        ("sk-lf-", r"sk-lf-[A-Za-z0-9-]{8,}", 0, "LANGFUSE_KEY"),
-        ("pk-lf-", r"pk-lf-[A-Za-z0-9-]{8,}", 0, "LANGFUSE_KEY"),
-        ("sk-", r"sk-(?:proj-|svcacct-|admin-|ant-)?[A-Za-z0-9_-]{16,}", 0, "API_KEY"),
-        ("AKIA", r"AKIA[0-9A-Z]{16}", 0, "AWS_KEY"),
-        ("ASIA", r"ASIA[0-9A-Z]{16}", 0, "AWS_KEY"),
-        ("ghp_", r"ghp_[A-Za-z0-9]{20,}", 0, "GITHUB_TOKEN"),
-        ("gho_", r"gho_[A-Za-z0-9]{20,}", 0, "GITHUB_TOKEN"),
-        ("ghs_", r"ghs_[A-Za-z0-9]{20,}", 0, "GITHUB_TOKEN"),
-        ("ghu_", r"ghu_[A-Za-z0-9]{20,}", 0, "GITHUB_TOKEN"),
-        ("github_pat_", r"github_pat_[A-Za-z0-9_]{20,}", 0, "GITHUB_TOKEN"),
-        ("xox", r"xox[abposre]-[A-Za-z0-9-]{10,}", 0, "SLACK_TOKEN"),
-        ("AIza", r"AIza[0-9A-Za-z_-]{30,}", 0, "GOOGLE_API_KEY"),
-        ("eyJ", r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*", 0, "JWT"),
-        ("Bearer", r"Bearer\s+[A-Za-z0-9._~+/=-]{6,}", 0, "BEARER_TOKEN"),
-        ("bearer", r"bearer\s+[A-Za-z0-9._~+/=-]{6,}", 0, "BEARER_TOKEN"),
-        ("BEARER", r"BEARER\s+[A-Za-z0-9._~+/=-]{6,}", 0, "BEARER_TOKEN"),
-        (
-            "-----BEGIN",
-            # A key cut off before its END line is still a key: redact to the end.
-            r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END[A-Z0-9 ]*PRIVATE KEY-----|.*)",
-            re.DOTALL,
-            "PRIVATE_KEY",
+# Each family: its literal byte, its pattern, and per named group the label and how many bytes
+# of the prefix sit before the literal (the match starts at the literal).
+_FAMILIES: tuple[tuple[int, re.Pattern[bytes], dict[str, tuple[str, int]]], ...] = (
+    (
+        ord("-"),
+        re.compile(
+            # One byte back rules out most hyphens of prose before the longer lookbehinds.
+            rb"-(?:(?<=k-)(?:(?<=" + _FREE + rb"[sp]k-)(?P<langfuse>lf-[A-Za-z0-9-]{8,}+)"
+            rb"|(?<=" + _FREE + rb"sk-)(?P<openai>(?:proj-|svcacct-|admin-|ant-)?"
+            rb"[A-Za-z0-9_-]{16,}+))"
+            rb"|(?<=" + _FREE + rb"xox[abposre]-)(?P<slack>[A-Za-z0-9-]{10,}+)"
+            # Glued to anything (``key:abc-----BEGIN``) it is still a key; cut off before its
+            # END line it is still a key: redact to the end.
+            rb"|(?P<pem>----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?s:.*?-----END"
+            rb"[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|.*+)))"
         ),
-    )
+        {
+            "langfuse": ("LANGFUSE_KEY", 2),
+            "openai": ("API_KEY", 2),
+            "slack": ("SLACK_TOKEN", 4),
+            "pem": ("PRIVATE_KEY", 0),
+        },
+    ),
+    (
+        ord("_"),
+        re.compile(
+            rb"_(?:(?<=" + _FREE + rb"gh[opsu]_)(?P<github>[A-Za-z0-9]{20,}+)"
+            rb"|(?<=" + _FREE + rb"github_)(?P<github_pat>pat_[A-Za-z0-9_]{20,}+)"
+            rb"|(?<=" + _FREE + rb"[sr]k_)(?P<stripe>(?:live|test)_[A-Za-z0-9]{10,}+)"
+            rb"|(?<=" + _FREE + rb"whsec_)(?P<stripe_webhook>[A-Za-z0-9]{20,}+))"
+        ),
+        {
+            "github": ("GITHUB_TOKEN", 3),
+            "github_pat": ("GITHUB_TOKEN", 6),
+            "stripe": ("STRIPE_KEY", 2),
+            "stripe_webhook": ("STRIPE_KEY", 5),
+        },
+    ),
+    (
+        ord("I"),
+        re.compile(
+            # The whole run: a key with letters glued on still leaks if only 20 are cut.
+            rb"I(?:(?<=" + _FREE + rb"A[KS]I)(?P<aws>A[0-9A-Z]{16}[0-9A-Z]*+)"
+            rb"|(?<=" + _FREE + rb"AI)(?P<google>za[0-9A-Za-z_-]{30,}+))"
+        ),
+        {"aws": ("AWS_KEY", 2), "google": ("GOOGLE_API_KEY", 1)},
+    ),
+    (
+        ord("J"),
+        re.compile(
+            rb"J(?<=" + _FREE + rb"eyJ)(?P<jwt>[A-Za-z0-9_-]{4,}+\.[A-Za-z0-9_-]{4,}+\."
+            rb"[A-Za-z0-9_-]*+)"
+        ),
+        {"jwt": ("JWT", 2)},
+    ),
+    (
+        ord("B"),
+        re.compile(
+            rb"B(?:(?:earer|EARER)\s++(?P<bearer>[A-Za-z0-9._~+/=-]{6,}+)"
+            rb"|(?:asic|ASIC)" + _BASIC_CREDENTIALS + rb")"
+        ),
+        {"bearer": ("BEARER_TOKEN", 0), "basic": ("BASIC_AUTH", 0)},
+    ),
+    (
+        ord("b"),
+        # Lower case is also English ("bearer bonds"): a token needs a digit or 16 characters.
+        re.compile(
+            rb"b(?:earer\s++(?P<bearer>(?=[A-Za-z._~+/=-]*+[0-9]|[A-Za-z0-9._~+/=-]{16})"
+            rb"[A-Za-z0-9._~+/=-]{6,}+)|asic" + _BASIC_CREDENTIALS + rb")"
+        ),
+        {"bearer": ("BEARER_TOKEN", 0), "basic": ("BASIC_AUTH", 0)},
+    ),
 )
-# Each prefix is searched for by a shorter literal it shares with others ("k-" for sk-, pk-lf-),
-# so a text costs one substring scan per gate rather than one per detector.
-_GATES = ("k-", "IA", "_", "xox", "AIza", "eyJ", "earer", "EARER", "-----")
+_EMAIL = re.compile(
+    rb"@(?<=[A-Za-z0-9._%+-]@)[A-Za-z0-9][A-Za-z0-9-]*+(?:\.[A-Za-z0-9-]++)*\.[A-Za-z]{2,}"
+)
+_LOCAL_PART_REVERSED = re.compile(rb"[A-Za-z0-9._%+-]{1,64}")
+# The whole run after "://" is consumed, so "://" repeated is one match, not one per repeat.
+_URL = re.compile(rb"://[^\s\"'<>]*+")
+_PORT_AND_PATH = re.compile(rb"[0-9]{1,5}[/?#,;]")
+# A colon between hex digits or colons, in a run with a second colon: maybe an IPv6 address.
+_IPV6 = re.compile(rb":(?<=[0-9A-Fa-f:]:)[0-9A-Fa-f.]*+:[0-9A-Fa-f:.]*+")
+_HEX_COLON_REVERSED = re.compile(rb"[0-9A-Fa-f:.]{0,46}")
+# ``name=value`` whose name ends like a secret's (token, key, password, sig ...): the value.
+_ASSIGNMENT = re.compile(
+    rb"=(?<=(?i:key|ken|ord|pwd|swd|ret|ure|sig|ial|als|uth|ass|ase|kie|jwt|rer|ion)=)"
+    rb"(?=[^\s&#\"'<>\[\](){},;])"
+)
+_NAME_REVERSED = re.compile(rb"[A-Za-z0-9_.-]{1,64}")
+_VALUE = re.compile(rb"[^\s&#\"'<>\[\](){},;]++")
 
+# Digit-shaped secrets are matched in a copy of the text whose digits read "0" and letters
+# "a"/"A": one pattern led by the literal "0" finds them all.
+_CLASSES = bytes.maketrans(
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+    b"0" * 10 + b"A" * 26 + b"a" * 26,
+)
+# A number ends where no digit, letter or "_" follows, nor "-" or "." and more of the same:
+# "4155550100f0f3", "1732870000.123" and "415-555-0100-ext" are parts of something longer.
+_TRAIL = rb"(?![0aA_])(?![.\-][0aA])"
+_PHONE_GROUPS = rb"(?:0{2,5}[ .\-]){0,3}0{2,5}"
+# Ten digits at least, in groups; dots group one only as 415.555.0100 or 01.23.45.67.89, or
+# they write a version. The first digit is already matched.
+_GROUPED_PHONE = (
+    rb"(?=[0 .\-]{10})(?:0{0,4}[ \-]" + _PHONE_GROUPS + rb"|00\.000\.0000|0\.00\.00\.00\.00)"
+)
+_CARD_GROUPS = (  # 4-4-4-1..4(-1..3), or 4-6-4..5; the first digit already matched
+    rb"000(?P<sep>[ _-])(?:0000(?P=sep)0000(?P=sep)0{1,4}(?:(?P=sep)0{1,3})?"
+    rb"|000000(?P=sep)0{4,5})"
+)
+_NUMERIC = re.compile(
+    # Only a number's first digit starts a secret (a digit after "-" or "." is the middle of
+    # 2024-06-01 or 10.0.0.1), and all but an IBAN go on for six more digits, separators or
+    # brackets, the first a digit, a dotted quad or a group of two: prose's "2025" fails here.
+    rb"0(?<!00)(?<!0[.\-]0)(?:(?=[0 .()_\-]{6})(?=0|\.0|[ .(\-]{1,2}00)(?:"
+    # Bare runs first: the most common in number-heavy text, and no other shape starts so.
+    rb"(?<![aA_.+]0)(?P<run>0{9,18}+)" + _TRAIL + rb"|"
+    rb"(?<=(?<![0aA_])\+0)(?P<plus>[0 .\-()]{4,19}(?<=0))" + _TRAIL + rb"|"
+    rb"(?<=(?<![0aA_])\(0)(?P<paren>0{0,4}\)[ .\-]?" + _PHONE_GROUPS + rb")" + _TRAIL + rb"|"
+    # An SSN is shaped enough to be one even glued to a word (a uuid has no 2-digit group).
+    rb"(?P<ssn>00-00-0000)(?!0)(?![.\-]0)|"
+    # The rest is not glued to a word or an id ("c271d4155550100f0f3"). A card is tried
+    # before a phone, which the same digits could also make.
+    rb"(?<![aA_.]0)(?:(?P<card>" + _CARD_GROUPS + rb")"
+    rb"|(?P<grouped>" + _GROUPED_PHONE + rb")"
+    rb"|(?P<ipv4>0{0,2}\.0{1,3}\.0{1,3}\.0{1,3}))" + _TRAIL + rb")"
+    rb"|(?<=(?<![0aA_])AA0)(?P<iban>0(?: ?[0A]{4}){2,7}(?: ?[0A]{1,3})?)" + _TRAIL + rb")"
+)
+_DIGIT_GROUP = re.compile(rb"0++")
+_ISO_DATE = re.compile(rb"(?:19|20)[0-9]{2}-[01][0-9]-[0-3][0-9](?![0-9])")
+_TRAIL_OK = re.compile(_TRAIL)
+_SEPARATORS = b" .-_()+"
+_LUHN_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
+# Epoch timestamps (2000-2100) in seconds and milliseconds are not phone numbers.
+_EPOCH_SECONDS = range(946_684_800, 4_102_444_800)
+_EPOCH_MILLIS = range(946_684_800_000, 4_102_444_800_000)
 
-def _gate_of(prefix: str) -> tuple[str, int]:
-    for gate in _GATES:
-        offset = prefix.find(gate)
-        if offset != -1:
-            return gate, offset
-    raise AssertionError(f"no gate for {prefix}")
+_BASE64_CLASSES = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_", b"b" * 66
+)
+_BASE64_MIN = 24  # the shortest base64 that can hide a key: 18 bytes
+_BASE64_NEEDLE = b"b" * _BASE64_MIN
+_BASE64_RUN = re.compile(rb"b++")
+_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_PRINTABLE = bytes(range(0x20, 0x7F)) + b"\t\n\r"
+_UPPERCASE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_LOWERCASE = _UPPERCASE.lower()
 
-
-_BY_GATE: dict[str, list[tuple[int, str, re.Pattern[str], str]]] = {}
-for _prefix, _pattern, _label in _PREFIXED:
-    _gate, _offset = _gate_of(_prefix)
-    _BY_GATE.setdefault(_gate, []).append((_offset, _prefix, _pattern, _label))
-_DIGITS_TO_NUL = str.maketrans({**dict.fromkeys("0123456789", "\x00"), "\x00": "\x01"})
-
-_EMAIL_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*)(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-_URL_CREDENTIALS = re.compile(r"[^\s/?#@:\"']+:[^\s/?#@\"']+(?=@)")
-# Digit runs are found in a copy of the text whose digits are all NUL: a pattern that starts
-# with a literal is searched for by SRE's fast literal scan, a digit class is not.
-_DIGIT_RUN = re.compile("\x00[\x00().\\- ]*\x00")
-_IPV4 = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})")
-_SSN = re.compile(r"\d{3}-\d{2}-\d{4}")
-_IBAN = re.compile(r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?")
-_CARD_CHARS = frozenset("0123456789 -")
-# For short texts one regex search that rules every detector out is cheaper than the per-trigger
-# scans; for long texts the per-trigger scans are faster than any alternation.
-_SHORT_TEXT = 512
-_LITERAL_TRIGGER = re.compile("|".join([re.escape(t) for t in _GATES] + ["@", "://"]))
-_ANY_TRIGGER = re.compile(_LITERAL_TRIGGER.pattern + "|[0-9]|::|[0-9A-Fa-f]:[0-9A-Fa-f:]")
+_HYPHEN_LOOKALIKES = "\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d"
+_ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
+_ZERO_WIDTH_CHAR = re.compile(f"[{_ZERO_WIDTH}]")
+# The same characters as JSON writes them (json.dumps escapes everything non-ASCII), since
+# span attributes often hold JSON: "sk-\\u200bproj-..." is the same key.
+_HIDDEN = re.compile(
+    f"[{_ZERO_WIDTH}]"
+    r"|\\u(?:200[bcdBCD]|2060|[fF][eE][fF][fF])"
+    r"|(?P<hyphen>\\u(?:201[0-4]|2212|[fF][eE]63|[fF][fF]0[dD]))"
+)
 
 BUILTIN_LABELS = frozenset(
-    {label for _, _, label in _PREFIXED}
-    | {"EMAIL", "URL_CREDENTIALS", "IP_ADDRESS", "SSN", "CARD", "PHONE", "IBAN", "SECRET"}
+    {label for _, _, groups in _FAMILIES for label, _ in groups.values()}
+    | {"PGP_PRIVATE_KEY", "BASIC_AUTH", "EMAIL", "URL_CREDENTIALS", "IP_ADDRESS", "SSN"}
+    | {"CARD", "PHONE", "IBAN", "SECRET"}
 )
 
 
 def luhn_ok(digits: str) -> bool:
     """The Luhn checksum that every payment card number passes."""
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if index % 2:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
+    return _luhn(digits.encode("ascii"))
 
 
-def _iban_end(text: str, start: int) -> int | None:
-    """Where a valid IBAN starting at ``start`` ends; the pattern may take a following token."""
-    match = _IBAN.match(text, start)
-    if match is None:
-        return None
-    candidate = match.group()
-    while len(candidate.replace(" ", "")) >= 15:
-        if _iban_ok(candidate):
-            return start + len(candidate)
-        candidate = candidate[:-1].rstrip()
-    return None
+def _luhn(digits: bytes) -> bool:
+    # Sums of byte values, all in C: every other digit as is, the rest doubled (digit-summed).
+    doubled = digits[-2::-2].translate(_LUHN_DOUBLED)
+    return (sum(digits[-1::-2]) + sum(doubled) - 48 * len(digits)) % 10 == 0
 
 
-def _iban_ok(candidate: str) -> bool:
-    compact = candidate.replace(" ", "")
-    rearranged = compact[4:] + compact[:4]
-    number = "".join(str(int(c, 36)) for c in rearranged)
-    return int(number) % 97 == 1
-
-
-def _classify_digits(segment: str) -> str | None:
-    digits = "".join(c for c in segment if c.isdigit())
-    count = len(digits)
-    if "." in segment:
-        ip = _IPV4.fullmatch(segment)
-        if ip is not None and all(int(part) <= 255 for part in ip.groups()):
-            return "IP_ADDRESS"
-    if count == 9 and _SSN.fullmatch(segment):
-        return "SSN"
-    if 13 <= count <= 19 and _CARD_CHARS.issuperset(segment) and luhn_ok(digits):
-        return "CARD"
-    if 10 <= count <= 15 or (count >= 7 and count <= 15 and segment.startswith("+")):
-        return "PHONE"
-    return None
+def _iban_ok(compact: bytes) -> bool:
+    remainder = 0
+    for char in compact[4:] + compact[:4]:
+        if char >= 65:  # a letter counts as two digits, A=10 ... Z=35
+            remainder = (remainder * 100 + char - 55) % 97
+        else:
+            remainder = (remainder * 10 + char - 48) % 97
+    return remainder == 1
 
 
 _SECRET_KEY_PARTS = (
@@ -175,15 +271,20 @@ _SECRET_KEY_PARTS = (
     "x_api_key",
 )
 _SECRET_KEY_EXACT = frozenset({"token", "auth", "pwd", "pass", "key", "session_key", "jwt"})
+# Query parameters only: as a field name "sig" is too short to mean anything by itself.
+_SECRET_PARAMETERS = frozenset({"sig"})
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_NAME_SEPARATORS = str.maketrans("-. ", "___")
 _secret_key_cache: dict[str, bool] = {}
 
 
 def is_secret_key(key: str, extra: Sequence[str] = ()) -> bool:
-    """True for names like ``password``, ``api_key``, ``Authorization``; not ``input_tokens``."""
+    """True for names like ``password``, ``api_key``, ``accessToken``; not ``input_tokens``."""
     cached = _secret_key_cache.get(key)
     if cached is not None and not extra:
         return cached
-    name = key.lower().replace("-", "_")
+    # accessToken, client-secret and X-Api-Key all read as snake case.
+    name = _CAMEL_HUMP.sub("_", key).lower().translate(_NAME_SEPARATORS)
     secret = (
         name in _SECRET_KEY_EXACT
         or name.endswith("_token")
@@ -193,6 +294,350 @@ def is_secret_key(key: str, extra: Sequence[str] = ()) -> bool:
     if not extra and len(_secret_key_cache) < 4096:
         _secret_key_cache[key] = secret
     return secret
+
+
+@dataclass(frozen=True, slots=True)
+class _Offsets:
+    """Where the pieces of the compared text came from, for text that lost characters."""
+
+    compared: list[int]  # where each piece starts in the compared text
+    original: list[int]  # where it starts in the original
+    size: list[int]  # its length in the compared text
+    width: list[int]  # its length in the original (6 for "\\u2011" read as "-")
+
+    def span(self, span: _Span) -> _Span:
+        start, end, label = span
+        first = bisect_right(self.compared, start) - 1
+        last = bisect_right(self.compared, end - 1) - 1
+        into = end - self.compared[last]
+        return (
+            self.original[first] + start - self.compared[first],
+            self.original[last] + (self.width[last] if into >= self.size[last] else into),
+            label,
+        )
+
+
+def _comparable(text: str) -> tuple[bytes, _Offsets | None]:
+    """The bytes the detectors read, and the way back to ``text`` if their offsets differ."""
+    offsets = None
+    if not text.isascii():
+        for hyphen in _HYPHEN_LOOKALIKES:
+            if hyphen in text:
+                text = text.replace(hyphen, "-")  # one character for one: offsets unchanged
+        if "\\u" not in text and any(mark in text for mark in _ZERO_WIDTH):
+            text, offsets = _without_zero_width(text)
+    if offsets is None and "\\" in text and "\\u" in text:
+        text, offsets = _unhidden(text)
+    return text.encode("ascii", "replace"), offsets
+
+
+def _without_zero_width(text: str) -> tuple[str, _Offsets]:
+    # One split and list operations in C: a text of zero-width spaces is hostile input too.
+    parts = _ZERO_WIDTH_CHAR.split(text)
+    starts = list(accumulate(map(len, parts), initial=0))
+    kept = [index for index, part in enumerate(parts) if part]
+    sizes = [len(parts[index]) for index in kept]
+    return "".join(parts), _Offsets(
+        [starts[index] for index in kept], [starts[index] + index for index in kept], sizes, sizes
+    )
+
+
+def _unhidden(text: str) -> tuple[str, _Offsets | None]:
+    """``text`` without zero-width characters, raw or escaped, and escaped hyphens as "-"."""
+    parts: list[str] = []
+    offsets = _Offsets([], [], [], [])
+
+    def keep(piece: str, origin: int, width: int) -> None:
+        if piece:
+            after = offsets.compared[-1] + offsets.size[-1] if offsets.size else 0
+            offsets.compared.append(after)
+            offsets.original.append(origin)
+            offsets.size.append(len(piece))
+            offsets.width.append(width)
+            parts.append(piece)
+
+    position = 0
+    for match in _HIDDEN.finditer(text):
+        start, end = match.span()
+        keep(text[position:start], position, start - position)
+        keep("-" if match.lastgroup else "", start, end - start)
+        position = end
+    if position == 0:
+        return text, None  # a "\\u" that escapes something else
+    keep(text[position:], position, len(text) - position)
+    return "".join(parts), offsets
+
+
+def _scan(data: bytes, nested: bool = False) -> list[_Span]:
+    """Every built-in detection in ``data``, unsorted and possibly overlapping."""
+    found: list[_Span] = []
+    # Membership of an int is a memchr; of a one-byte bytes object, ten times slower.
+    for literal, pattern, groups in _FAMILIES:
+        if literal in data:
+            for match in pattern.finditer(data):
+                group = match.lastgroup or ""
+                label, before = groups[group]
+                start = match.start() - before
+                if label == "PRIVATE_KEY" and data.find(b"PGP", start, start + 40) != -1:
+                    label = "PGP_PRIVATE_KEY"
+                elif label == "BASIC_AUTH" and not _basic_auth(data, match):
+                    continue
+                found.append((start, match.end(group), label))
+    if 64 in data:  # @
+        for match in _EMAIL.finditer(data):
+            _email(data, match, found)
+    if 58 in data:  # :
+        for match in _URL.finditer(data):
+            if 64 in match.group():
+                _url_credentials(data, match.start() + 3, match.end(), found)
+        for match in _IPV6.finditer(data):
+            _ipv6(data, match, found)
+    if 61 in data:  # =
+        for match in _ASSIGNMENT.finditer(data):
+            _assignment(data, match.start(), found)
+    classes = data.translate(_CLASSES)
+    if 48 in classes:  # a digit
+        _numeric(data, classes, found)
+    if not nested and len(data) >= _BASE64_MIN:
+        _base64(data, found)
+    return found
+
+
+def _basic_auth(data: bytes, match: re.Match[bytes]) -> bool:
+    """Whether "Basic ..." carries credentials: after an Authorization header, or user:pass."""
+    before = data[max(0, match.start() - 24) : match.start()].lower()
+    return b"authorization" in before or b":" in _decoded(match.group("basic"))
+
+
+def _decoded(token: bytes) -> bytes:
+    """The base64 ``token`` decoded, padding or not (a stray last character is dropped)."""
+    token = token.rstrip(b"=")
+    token = token[: len(token) - (len(token) % 4 == 1)]
+    try:
+        return binascii.a2b_base64(token + b"=" * (-len(token) % 4))
+    except binascii.Error:
+        return b""
+
+
+def _email(data: bytes, match: re.Match[bytes], found: list[_Span]) -> None:
+    at = match.start()
+    local = _LOCAL_PART_REVERSED.match(data[max(0, at - 64) : at][::-1])
+    if local is None:
+        return
+    start = at - local.end()
+    while start < at and data[start] == 46:  # a local part never starts with "."
+        start += 1
+    if start < at:
+        found.append((start, match.end(), "EMAIL"))
+
+
+def _url_credentials(data: bytes, start: int, end: int, found: list[_Span]) -> None:
+    """``user:password@`` after each ``://`` in ``data[start:end]`` (one run, no spaces).
+
+    The password may hold ``#``, ``/`` or ``@`` (written unescaped all the time), so the
+    credentials end at the run's last ``@`` before the next ``://``; the user name may be empty.
+    """
+    while start < end:
+        next_url = data.find(b"://", start, end)
+        stop = end if next_url == -1 else next_url
+        at = data.rfind(b"@", start, stop)
+        colon = data.find(b":", start, at) if at != -1 else -1
+        if colon != -1:
+            user = data[start:colon]
+            password = data[colon + 1 : at]
+            if (
+                password
+                and not any(c in user for c in b"/?#@[]")  # "[" nor "]" in a user name
+                # host:port/path?email=a@b is an address, not a password (a host has a name).
+                and (not user or _PORT_AND_PATH.match(password) is None)
+            ):
+                found.append((start, at, "URL_CREDENTIALS"))
+        if next_url == -1:
+            return
+        start = next_url + 3
+
+
+def _ipv6(data: bytes, match: re.Match[bytes], found: list[_Span]) -> None:
+    colon = match.start()
+    before = _HEX_COLON_REVERSED.match(data[max(0, colon - 46) : colon][::-1])
+    start = colon - (before.end() if before is not None else 0)
+    end = match.end()
+    while data[end - 1] == 46:  # a sentence's full stop
+        end -= 1
+    if end - start > 45 or (start > 0 and data[start - 1 : start].isalnum()):
+        return
+    if data[end : end + 1].isalnum():
+        return
+    candidate = data[start:end]
+    colons = candidate.count(b":")
+    if b"::" not in candidate and colons != 7 and not (colons == 6 and b"." in candidate):
+        return  # a time of day, a MAC address, a ratio: cheaper to rule out than to parse
+    try:
+        ipaddress.IPv6Address(candidate.decode("ascii"))
+    except ValueError:
+        return
+    found.append((start, end, "IP_ADDRESS"))
+
+
+def _assignment(data: bytes, equals: int, found: list[_Span]) -> None:
+    name = _NAME_REVERSED.match(data[max(0, equals - 64) : equals][::-1])
+    if name is None:
+        return
+    key = data[equals - name.end() : equals].decode("ascii")
+    if is_secret_key(key) or key.lower() in _SECRET_PARAMETERS:
+        value = _VALUE.match(data, equals + 1)
+        if value is not None:
+            found.append((equals + 1, value.end(), "SECRET"))
+
+
+def _numeric(data: bytes, classes: bytes, found: list[_Span]) -> None:
+    append = found.append
+    position = 0
+    while True:
+        # finditer moves on from each match's end; a match rejected or cut short may leave a
+        # number starting inside it, so the scan restarts there (rare: dates, long numbers).
+        for match in _NUMERIC.finditer(classes, position):
+            kind = match.lastgroup or ""
+            start, end = match.span()
+            if kind == "run":  # most matches in number-heavy text: kept short
+                label = _run_label(data[start:end])
+                if label and not _ends_uuid(data, start):
+                    append((start, end, label))
+                continue
+            if kind in ("card", "grouped") and _ends_uuid(data, start):
+                continue
+            if kind == "grouped" and _ISO_DATE.match(data, start):
+                position = start + 10  # 2024-07-18 12:30 is a date and a time, not a phone
+                break
+            # The match starts at the first digit; a "+", "(" or IBAN country code sits before.
+            start -= _BEFORE_FIRST_DIGIT.get(kind, 0)
+            labelled = _numeric_label(kind, data, classes, start, end)
+            if labelled is None:
+                position = match.start() + 1
+                break
+            append((start, labelled[1], labelled[0]))
+            if labelled[1] < end:
+                position = labelled[1]
+                break
+        else:
+            return
+
+
+_BEFORE_FIRST_DIGIT = {"plus": 1, "paren": 1, "iban": 2}
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _ends_uuid(data: bytes, start: int) -> bool:
+    """Whether the number at ``start`` is the last group of a uuid ("...-a456-426614174000")."""
+    return start >= 5 and data[start - 1] == 45 and _HEX.issuperset(data[start - 5 : start - 1])
+
+
+def _run_label(digits: bytes) -> str:
+    """A card or a phone for 10-19 digits written without separators, unless a timestamp."""
+    count = len(digits)
+    if count in (10, 12, 13) and (int(digits) in _EPOCH_SECONDS or int(digits) in _EPOCH_MILLIS):
+        return ""
+    if count >= 13 and digits[0] in b"23456" and _luhn(digits):
+        return "CARD"
+    return "PHONE" if count <= 15 else ""
+
+
+def _numeric_label(
+    kind: str, data: bytes, classes: bytes, start: int, end: int
+) -> tuple[str, int] | None:
+    """What the candidate ``data[start:end]`` is, and where it ends (it may end sooner)."""
+    if kind == "ssn":
+        return "SSN", end
+    if kind == "ipv4":
+        octets = data[start:end].split(b".")
+        return ("IP_ADDRESS", end) if all(int(octet) <= 255 for octet in octets) else None
+    if kind == "iban":
+        return _iban(data, start, end)
+    digits = data[start:end].translate(None, _SEPARATORS)
+    count = len(digits)
+    if kind == "card" and digits[0] in b"23456" and _luhn(digits):
+        return "CARD", end
+    # A phone: "+" and 7-15 digits, or 10-15 digits in groups. More digits may be a phone and
+    # then another number ("+44 20 7946 0958 4111 1111"): try fewer groups, longest first.
+    low = 7 if kind == "plus" else 10
+    if low <= count <= 15:
+        return "PHONE", end
+    if count < low:
+        return None
+    total = 0
+    ends: list[tuple[int, int]] = []
+    for group in _DIGIT_GROUP.finditer(classes, start, end):
+        total += group.end() - group.start()
+        ends.append((group.end(), total))
+    for stop, total in reversed(ends[:-1]):
+        if total < low:
+            return None
+        if total <= 15 and _TRAIL_OK.match(classes, stop) is not None:
+            return "PHONE", stop
+    return None
+
+
+def _iban(data: bytes, start: int, end: int) -> tuple[str, int] | None:
+    # Written in groups, the pattern may have taken a following word ("... 00 AND"): drop
+    # groups from the end until the checksum holds.
+    candidate = data[start:end]
+    while True:
+        compact = candidate.replace(b" ", b"")
+        if len(compact) < 15:
+            return None
+        if _iban_ok(compact):
+            return "IBAN", start + len(candidate)
+        cut = candidate.rfind(b" ")
+        if cut == -1:
+            return None
+        candidate = candidate[:cut]
+
+
+def _base64(data: bytes, found: list[_Span]) -> None:
+    marked = data.translate(_BASE64_CLASSES)
+    at = marked.find(_BASE64_NEEDLE)
+    while at != -1:
+        run = _BASE64_RUN.match(marked, at)
+        end = run.end() if run is not None else at + _BASE64_MIN
+        label = _hidden_in_base64(data[at:end])
+        if label:
+            padding = data[end : end + 2]
+            found.append((at, end + len(padding) - len(padding.lstrip(b"=")), label))
+        at = marked.find(_BASE64_NEEDLE, end)
+
+
+def _hidden_in_base64(run: bytes) -> str:
+    """The label of the first secret in the text that ``run`` decodes to, or ""."""
+    # Base64 of text mixes cases throughout (each byte's high bits land on "Y"-"e" or
+    # "G"/"H"/"W"/"X"); hex ids, digests, paths and snake_case names do not, and are most runs.
+    lower = len(run) - len(run.translate(None, _LOWERCASE))
+    upper = len(run) - len(run.translate(None, _UPPERCASE))
+    if lower < 2 or upper < 2:
+        return ""
+    if b"-" in run or b"_" in run:
+        if b"+" in run or b"/" in run:
+            return ""  # both alphabets at once: a path or an identifier, not base64
+        run = run.translate(_URLSAFE_TO_STANDARD)
+    # The run may start mid-quantum when glued to the text before it: try each alignment.
+    for shift in range(4):
+        decoded = _decoded(run[shift:])
+        if decoded and len(decoded.translate(None, _PRINTABLE)) * 10 <= len(decoded):
+            spans = _scan(decoded, nested=True)
+            return spans[0][2] if spans else ""
+    return ""
+
+
+def _merged(found: list[_Span]) -> list[_Span]:
+    found.sort(key=lambda span: (span[0], -span[1]))
+    merged = [found[0]]
+    for span in found[1:]:
+        last = merged[-1]
+        if span[0] >= last[1]:
+            merged.append(span)
+        elif span[1] > last[1]:
+            # Overlapping detections: redact their union, never leave a tail behind.
+            merged[-1] = (last[0], span[1], last[2])
+    return merged
 
 
 class Redactor:
@@ -226,141 +671,24 @@ class Redactor:
 
     def find(self, text: str) -> list[Finding]:
         """Every secret in ``text``, sorted, without overlaps."""
-        found: list[Finding] = []
-        find = text.find
-        if len(text) > _SHORT_TEXT or _LITERAL_TRIGGER.search(text) is not None:
-            self._find_literal_anchored(text, found)
-        masked = text.translate(_DIGITS_TO_NUL)
-        if "\x00" in masked:
-            self._digit_runs(text, masked, found)
-        at = find(":")
-        while at != -1:
-            at = self._ipv6_at(text, at, found)
-            at = find(":", at + 1)
+        return [Finding(start, end, label) for start, end, label in self._spans(text)]
+
+    def _spans(self, text: str, keep: frozenset[str] = frozenset()) -> list[_Span]:
+        found: list[_Span] = []
+        if len(text) >= 6:  # "a@b.io": nothing shorter holds a built-in secret
+            data, offsets = _comparable(text)
+            found = _scan(data)
+            if offsets is not None and found:
+                found = [offsets.span(span) for span in found]
         for label, custom in self._patterns:
-            found.extend(Finding(m.start(), m.end(), label) for m in custom.finditer(text))
-        if len(found) > 1:
-            found.sort(key=lambda f: (f.start, -f.end))
-            merged = [found[0]]
-            for finding in found[1:]:
-                last = merged[-1]
-                if finding.start >= last.end:
-                    merged.append(finding)
-                elif finding.end > last.end:
-                    # Overlapping detections: redact their union, never leave a tail behind.
-                    merged[-1] = Finding(last.start, finding.end, last.label)
-            return merged
-        return found
-
-    def _find_literal_anchored(self, text: str, found: list[Finding]) -> None:
-        find = text.find
-        for gate, detectors in _BY_GATE.items():
-            at = find(gate)
-            while at != -1:
-                for offset, prefix, pattern, label in detectors:
-                    start = at - offset
-                    if (
-                        start >= 0
-                        and text.startswith(prefix, start)
-                        and (start == 0 or text[start - 1] not in _NOT_BEFORE)
-                    ):
-                        match = pattern.match(text, start)
-                        if match is not None:
-                            found.append(Finding(start, match.end(), label))
-                            break
-                at = find(gate, at + 1)
-        at = find("@")
-        while at != -1:
-            self._email_at(text, at, found)
-            at = find("@", at + 1)
-        at = find("://")
-        while at != -1:
-            match = _URL_CREDENTIALS.match(text, at + 3)
-            if match is not None:
-                found.append(Finding(match.start(), match.end(), "URL_CREDENTIALS"))
-            at = find("://", at + 3)
-
-    @staticmethod
-    def _email_at(text: str, at: int, found: list[Finding]) -> None:
-        start = at
-        while start > 0 and at - start < 64 and text[start - 1] in _LOCAL_PART:
-            start -= 1
-        while start < at and text[start] == ".":
-            start += 1
-        if start == at:
-            return
-        match = _EMAIL_DOMAIN.match(text, at + 1)
-        if match is not None:
-            found.append(Finding(start, match.end(), "EMAIL"))
-
-    @staticmethod
-    def _ipv6_at(text: str, at: int, found: list[Finding]) -> int:
-        start, end = at, at + 1
-        while start > 0 and text[start - 1] in _HEX_OR_COLON:
-            start -= 1
-        while end < len(text) and text[end] in _HEX_OR_COLON:
-            end += 1
-        candidate = text[start:end]
-        before_ok = start == 0 or text[start - 1] not in _NOT_BEFORE
-        after_ok = end == len(text) or text[end] not in _NOT_BEFORE
-        if candidate.count(":") >= 2 and before_ok and after_ok:
-            try:
-                ipaddress.IPv6Address(candidate)
-            except ValueError:
-                return end
-            found.append(Finding(start, end, "IP_ADDRESS"))
-        return end
-
-    def _digit_runs(self, text: str, masked: str, found: list[Finding]) -> None:
-        for run in _DIGIT_RUN.finditer(masked):
-            start, end = run.span()
-            if (
-                start >= 2
-                and text[start - 2 : start].isupper()
-                and text[start - 2 : start].isascii()
-            ):
-                iban_end = _iban_end(text, start - 2)
-                if iban_end is not None:
-                    found.append(Finding(start - 2, iban_end, "IBAN"))
-                    # The same run may go on past the IBAN with another number.
-                    start = iban_end
-                    while start < end and not text[start].isdigit():
-                        start += 1
-            if end - start < 6:
-                continue
-            if start > 0 and text[start - 1] in "+(":
-                start -= 1
-            self._classify_run(text, start, end, found)
-
-    @staticmethod
-    def _classify_run(text: str, start: int, end: int, found: list[Finding]) -> None:
-        # Runs joined by spaces may hold several secrets ("555-123-4567 555-987-6543") or one
-        # spaced one ("4111 1111 1111 1111"): try the longest group of tokens first.
-        tokens = [
-            (m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])
-        ]
-        i = 0
-        while i < len(tokens):
-            for j in range(len(tokens), i, -1):
-                # Sentence punctuation around a number is not part of it: "4111...1111."
-                first, last = tokens[i][0], tokens[j - 1][1]
-                while first < last and text[first] in ".-)(":
-                    if text[first] == "(" and ")" in text[first:last]:
-                        break
-                    first += 1
-                while last > first and text[last - 1] in ".-()":
-                    if text[last - 1] == ")" and "(" in text[first:last]:
-                        break
-                    last -= 1
-                label = _classify_digits(text[first:last])
-                if label is not None:
-                    found.append(Finding(first, last, label))
-                    i = j
-                    break
-            else:
-                i += 1
+            found.extend((m.start(), m.end(), label) for m in custom.finditer(text))
+        if keep and found:
+            # Before merging: a kept address must not carry an overlapping secret with it.
+            found = [span for span in found if span[2] not in keep]
+        return _merged(found) if len(found) > 1 else found
 
     def replacement(self, label: str, value: str) -> str:
+        """What replaces ``value``, a secret of kind ``label``."""
         if self.style == "pseudonym":
             digest = hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()[:8]
             return f"[{label}:{digest}]"
@@ -390,20 +718,16 @@ class Redactor:
         Args:
             keep: labels not to replace here (e.g. ``IP_ADDRESS`` in a server address).
         """
-        size = len(text)
-        if size >= 6 and (size > _SHORT_TEXT or _ANY_TRIGGER.search(text) is not None):
-            findings = self.find(text)
-            if keep:
-                findings = [f for f in findings if f.label not in keep]
-            if findings:
-                parts: list[str] = []
-                last = 0
-                for f in findings:
-                    parts.append(text[last : f.start])
-                    parts.append(self.replacement(f.label, text[f.start : f.end]))
-                    last = f.end
-                parts.append(text[last:])
-                text = "".join(parts)
+        spans = self._spans(text, keep)
+        if spans:
+            parts: list[str] = []
+            last = 0
+            for start, end, label in spans:
+                parts.append(text[last:start])
+                parts.append(self.replacement(label, text[start:end]))
+                last = end
+            parts.append(text[last:])
+            text = "".join(parts)
         for function in self._callables:
             text = function(text)
         return text

@@ -36,7 +36,7 @@ def cards(draw: st.DrawFn) -> str:
     length = 15 if prefix == "37" else 16
     body = prefix + draw(_text(string.digits, length - 1 - len(prefix), length - 1 - len(prefix)))
     number = _luhn_complete(body)
-    separator = draw(st.sampled_from(["", " ", "-"]))
+    separator = draw(st.sampled_from(["", " ", "-", "_"]))
     if not separator:
         return number
     return separator.join(number[i : i + 4] for i in range(0, len(number), 4))
@@ -99,10 +99,63 @@ def pems(draw: st.DrawFn) -> str:
 
 @st.composite
 def url_credentials(draw: st.DrawFn) -> str:
-    user = draw(_text(string.ascii_lowercase, 1, 10))
-    password = draw(_text(ALNUM, 6, 20))
+    # No user name (redis://:pw@host) and unescaped "#" or "/" in the password, as people
+    # write them. (A password of digits then "/" with a user name reads as host:port/path.)
+    user = draw(st.one_of(st.just(""), _text(string.ascii_lowercase, 1, 10)))
+    password = draw(_text(string.ascii_letters, 1, 1)) + draw(_text(ALNUM + "#/", 5, 20))
     scheme = draw(st.sampled_from(["postgres", "https", "redis", "amqp"]))
     return f"{scheme}://{user}:{password}@db.internal:5432/app"
+
+
+@st.composite
+def query_secrets(draw: st.DrawFn) -> str:
+    """A URL whose query carries a secret: only the value must go."""
+    name = draw(
+        st.sampled_from(
+            ["api-key", "api_key", "apiKey", "token", "access_token", "key", "sig", "signature"]
+        )
+    )
+    value = draw(_text(ALNUM + "-_.%", 8, 40))
+    return f"https://api.example.com/v1/items?page=2&{name}={value}&sort=asc"
+
+
+@st.composite
+def basic_auth(draw: st.DrawFn) -> str:
+    user = draw(_text(ALNUM, 1, 12))
+    password = draw(_text(ALNUM + "!@#", 1, 20))
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@st.composite
+def pgp_keys(draw: st.DrawFn) -> str:
+    body = draw(_text(ALNUM + "+/", 20, 120))
+    return (
+        "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\n"
+        f"{body}\n=AbCd\n-----END PGP PRIVATE KEY BLOCK-----"
+    )
+
+
+ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
+HYPHEN_LOOKALIKES = "\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d"
+
+
+@st.composite
+def evasions(draw: st.DrawFn) -> str:
+    """An API key with a zero-width character inside, or its hyphens swapped for look-alikes."""
+    key = draw(api_keys())
+    if "-" in key and draw(st.booleans()):
+        return key.replace("-", draw(st.sampled_from(HYPHEN_LOOKALIKES)))
+    position = draw(st.integers(1, len(key) - 1))
+    return key[:position] + draw(st.sampled_from(ZERO_WIDTH)) + key[position:]
+
+
+@st.composite
+def base64_secrets(draw: st.DrawFn) -> str:
+    """The base64 of a key, alone or in a line of configuration."""
+    key = draw(api_keys())
+    plain = draw(st.sampled_from(["{}", "token: {}", "OPENAI_API_KEY={}\n", '{{"key": "{}"}}']))
+    encode = draw(st.sampled_from([base64.b64encode, base64.urlsafe_b64encode]))
+    return encode(plain.format(key).encode()).decode()
 
 
 def api_keys() -> st.SearchStrategy[str]:
@@ -116,6 +169,10 @@ def api_keys() -> st.SearchStrategy[str]:
         _text(ALNUM + "_", 22, 60).map(lambda s: f"github_pat_{s}"),
         _text(ALNUM, 10, 30).map(lambda s: f"xoxb-1234567890-{s}"),
         _text(ALNUM + "_-", 35, 35).map(lambda s: f"AIza{s}"),
+        st.tuples(st.sampled_from(["sk", "rk"]), st.sampled_from(["live", "test"])).flatmap(
+            lambda p: _text(ALNUM, 24, 99).map(lambda s: f"{p[0]}_{p[1]}_{s}")
+        ),
+        _text(ALNUM, 32, 32).map(lambda s: f"whsec_{s}"),
     )
 
 
@@ -136,17 +193,26 @@ def secrets() -> st.SearchStrategy[tuple[str, str]]:
         pems().map(lambda v: ("pem", v)),
         url_credentials().map(lambda v: ("url", v)),
         api_keys().map(lambda v: ("api_key", v)),
+        query_secrets().map(lambda v: ("query", v)),
+        basic_auth().map(lambda v: ("basic", v)),
+        pgp_keys().map(lambda v: ("pem", v)),
+        evasions().map(lambda v: ("evasion", v)),
+        base64_secrets().map(lambda v: ("base64", v)),
     )
 
 
 def sensitive_part(kind: str, value: str) -> str:
     """The part of a planted value that must never be seen."""
-    if kind == "bearer":
+    if kind in ("bearer", "basic"):
         return value.split(" ", 1)[1]
     if kind == "url":
-        return value.split("://", 1)[1].split("@", 1)[0]
+        return value.split("://", 1)[1].rsplit("@", 1)[0]
     if kind == "pem":
-        return value.split("\n")[1]
+        return next(line for line in value.split("\n")[1:] if line)
+    if kind == "query":
+        return value.split("&")[1].split("=", 1)[1]
+    if kind == "evasion":
+        return value[-12:]
     return value
 
 
