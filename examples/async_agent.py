@@ -30,7 +30,7 @@ async def plan_trip(client: appsdk.AsyncLLMDClient, city: str) -> str:
         messages=[{"role": "user", "content": f"Plan a day in {city}: {weather}"}],
         fairness_id="travel-team",
     )
-    return reply.text  # type: ignore[union-attr]
+    return reply.text
 
 
 @contextlib.contextmanager

@@ -45,9 +45,9 @@ def create_app(llmd_base_url: str) -> FastAPI:
             ) as observation,
         ):
             reply = client.chat(model=MODEL, messages=[{"role": "user", "content": body.question}])
-            observation.update(output=reply.text)  # type: ignore[union-attr]
+            observation.update(output=reply.text)
         token = appsdk.issue_feedback_token(observation.trace_id, user_id=user, secret=SECRET)
-        return {"answer": reply.text, "feedback_token": token}  # type: ignore[union-attr]
+        return {"answer": reply.text, "feedback_token": token}
 
     api.mount("/api", feedback_app(secret=SECRET, user_id=current_user))
     return api

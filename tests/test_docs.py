@@ -26,5 +26,7 @@ def test_every_setting_and_variable_is_in_the_configuration_reference() -> None:
         "APPSDK_PROMPTS_DIR",
         "APPSDK_FEEDBACK_SECRET",
         "APPSDK_FEEDBACK_OUTBOX",
+        "OPENAI_BASE_URL",
+        "OPENAI_API_KEY",
     ):
         assert f"`{variable}`" in text, variable

@@ -1,4 +1,5 @@
-"""The llm-d client against the simulator: trace continuity, headers, errors, streams."""
+"""The llm-d client against the simulator (trace continuity, llm-d headers, errors, streams)
+and against the openai-compatibility server (construction, tools, bounded answers)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -17,20 +19,26 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import appsdk
 from appsdk import sim
 from appsdk.llmd import (
+    APIStatusError,
     AuthenticationError,
     BadRequestError,
     LLMDConnectionError,
     LLMDError,
+    LLMDTimeoutError,
     ModelNotFoundError,
     NoEndpointsError,
+    NotFoundError,
     PermissionDeniedError,
     RateLimitedError,
     ResponseError,
+    ResponseTooLargeError,
     ServerError,
     StreamError,
     UnavailableError,
 )
 from appsdk.testing import CapturedObservation, SpanCapture, capture_spans
+from tests.openai_server import MODEL as TEST_MODEL
+from tests.openai_server import OpenAIServer, openai_server
 
 MODEL = "sim-llama-3-8b"
 MESSAGES = [{"role": "user", "content": "What does llm-d do?"}]
@@ -64,7 +72,7 @@ def test_one_trace_runs_from_the_app_through_the_gateway_into_vllm(env: Env) -> 
     @appsdk.observe(as_type="chain")
     def rag() -> str:
         with appsdk.LLMDClient(base_url=env.sim.base_url) as client:
-            return client.chat(model=MODEL, messages=MESSAGES, stream=False).text  # type: ignore[union-attr]
+            return client.chat(model=MODEL, messages=MESSAGES, stream=False).text
 
     rag()
     root = env.captured.by_name("rag")
@@ -86,7 +94,7 @@ def test_one_trace_runs_from_the_app_through_the_gateway_into_vllm(env: Env) -> 
 def test_a_streamed_generation_records_usage_and_time_to_first_token(env: Env) -> None:
     with (
         appsdk.LLMDClient(base_url=env.sim.base_url) as client,
-        client.chat(model=MODEL, messages=MESSAGES, stream=True) as stream,  # type: ignore[union-attr]
+        client.chat(model=MODEL, messages=MESSAGES, stream=True) as stream,
     ):
         chunks = list(stream)
     assert chunks and stream.usage is not None and stream.usage.completion_tokens == 12
@@ -107,7 +115,7 @@ def test_request_ids_llmd_options_and_session_affinity(env: Env) -> None:
         client.chat(model=MODEL, messages=MESSAGES, slo_tpot_ms=20, model_rewrite="lora-x")
         client.post("/v1/chat/completions", json={"model": MODEL, "messages": MESSAGES})
     one, two, plain = (r.headers for r in env.sim.received)
-    assert first.id == "chatcmpl-req-1"  # type: ignore[union-attr]
+    assert first.id == "chatcmpl-req-1"
     assert one["x-request-id"] == "req-1" and one["x-llm-d-inference-fairness-id"] == "b"
     assert one["x-llm-d-inference-objective"] == "critical" and one["x-llm-d-slo-ttft-ms"] == "500"
     assert "x-session-token" not in one
@@ -155,7 +163,10 @@ def test_bad_arguments_get_a_typed_error_naming_the_field(env: Env) -> None:
             client.chat(messages=MESSAGES)
         with pytest.raises(TypeError, match="messages="):
             client.chat(model=MODEL)
+        with pytest.raises(TypeError, match="cannot be sent as JSON"):
+            client.chat(model=MODEL, messages=[{"role": "user", "content": object()}])
     assert env.sim.received == []
+    assert env.generations() == []
 
 
 ERROR_CASES = [
@@ -206,7 +217,7 @@ def test_retries_honour_retry_after_then_succeed(env: Env) -> None:
     }
     with appsdk.LLMDClient(base_url=env.sim.base_url) as client:
         result = client.chat(model=MODEL, messages=MESSAGES, extra_headers=headers)
-    assert result.text  # type: ignore[union-attr]
+    assert result.text
     assert len(env.sim.received) == 3
     assert len({r.headers["x-request-id"] for r in env.sim.received}) == 1
     (generation,) = env.generations()
@@ -256,7 +267,7 @@ def test_an_error_event_mid_stream_raises_and_keeps_what_arrived(env: Env) -> No
         stream = client.chat(model=MODEL, messages=MESSAGES, stream=True, extra_headers=headers)
         received = []
         with pytest.raises(StreamError, match="mid-stream"):
-            for chunk in stream:  # type: ignore[union-attr]
+            for chunk in stream:
                 received.append(chunk.text)
     (generation,) = env.generations()
     assert generation.level == "ERROR" and generation.attributes["error.type"] == "StreamError"
@@ -272,7 +283,7 @@ def test_malformed_answers_raise_response_errors(env: Env) -> None:
                 client.chat(
                     model=MODEL,
                     messages=MESSAGES,
-                    stream=True,  # type: ignore[call-overload]
+                    stream=True,
                     extra_headers={"x-sim-garbage": "sse"},
                 )
             )
@@ -284,11 +295,11 @@ def test_breaking_out_of_a_stream_ends_the_span_and_frees_the_connection(env: En
     with appsdk.LLMDClient(
         base_url=env.sim.base_url, limits=one_connection, timeout=httpx.Timeout(10, pool=2)
     ) as client:
-        for chunk in client.chat(model=MODEL, messages=MESSAGES, stream=True):  # type: ignore[union-attr]
+        for chunk in client.chat(model=MODEL, messages=MESSAGES, stream=True):
             assert chunk is not None
             break
         # with the only connection still held, this call would time out waiting for the pool
-        assert client.chat(model=MODEL, messages=MESSAGES).text  # type: ignore[union-attr]
+        assert client.chat(model=MODEL, messages=MESSAGES).text
     cancelled, complete = env.generations()
     assert cancelled.level == "WARNING" and "closed by the caller" in str(cancelled.status_message)
     assert json.loads(cancelled.attributes["langfuse.observation.metadata.cancelled"]) is True
@@ -307,8 +318,8 @@ async def test_200_concurrent_async_streams_keep_their_traces_apart(env: Env) ->
                 messages=[{"role": "user", "content": f"question {index}"}],
                 stream=True,
             )
-            async with stream:  # type: ignore[union-attr]
-                return "".join([chunk.text async for chunk in stream])  # type: ignore[union-attr]
+            async with stream:
+                return "".join([chunk.text async for chunk in stream])
 
         answers = await asyncio.gather(*(agent(i) for i in range(200)))
     assert all(f"question {i}" in answer for i, answer in enumerate(answers))
@@ -325,3 +336,302 @@ async def test_200_concurrent_async_streams_keep_their_traces_apart(env: Env) ->
         assert generation.usage == {"input": 2, "output": 12, "total": 14}
     gateway_traces = {f"{s.context.trace_id:032x}" for s in env.downstream_spans("gateway.request")}
     assert gateway_traces == {a.trace_id for a in agents.values()}
+
+
+# -- coming from openai: construction, usage chunk, models ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def vllm() -> Iterator[OpenAIServer]:
+    """The openai-compatibility server without ``GET /v1/models/{id}``, as vLLM serves."""
+    with openai_server(serve_retrieve=False) as running:
+        yield running
+
+
+def test_base_url_with_or_without_v1_and_the_openai_environment(
+    vllm: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for base_url in (vllm.url, vllm.base_url, vllm.base_url + "/"):
+        with appsdk.LLMDClient(base_url=base_url, api_key="sk-a") as client:
+            assert client.chat(model=TEST_MODEL, messages=MESSAGES).choices[0].message.content
+        seen = vllm.last()
+        assert seen.path == "/v1/chat/completions"
+        assert seen.headers["authorization"] == "Bearer sk-a"
+    monkeypatch.setenv("OPENAI_BASE_URL", vllm.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    with appsdk.LLMDClient() as client:
+        client.chat(model=TEST_MODEL, messages=MESSAGES)
+        assert client.api_key == "sk-from-env"
+    assert vllm.last().headers["authorization"] == "Bearer sk-from-env"
+    # A base URL given in code never carries the environment's key to another host.
+    with appsdk.LLMDClient(base_url=vllm.base_url) as client:
+        client.chat(model=TEST_MODEL, messages=MESSAGES)
+    assert "authorization" not in vllm.last().headers
+    with pytest.raises(TypeError, match="not both"):
+        appsdk.LLMDClient(retry=appsdk.RetryPolicy(), max_retries=1)
+
+
+def test_a_wrong_path_says_so_instead_of_blaming_the_model(vllm: OpenAIServer) -> None:
+    with (
+        appsdk.LLMDClient(base_url=vllm.url + "/openai", max_retries=0) as client,
+        pytest.raises(NotFoundError) as caught,
+    ):
+        client.chat(model=TEST_MODEL, messages=MESSAGES)
+    assert not isinstance(caught.value, ModelNotFoundError)
+    assert "base_url" in str(caught.value) and "/openai/v1/chat/completions" in str(caught.value)
+
+
+def test_the_usage_chunk_asked_for_by_the_client_is_recorded_not_yielded(
+    vllm: OpenAIServer,
+) -> None:
+    with capture_spans() as captured, appsdk.LLMDClient(base_url=vllm.base_url) as client:
+        with client.chat(model=TEST_MODEL, messages=MESSAGES, stream=True) as stream:
+            chunks = list(stream)
+        assert vllm.last().body["stream_options"] == {"include_usage": True}
+        asked = list(
+            client.chat(
+                model=TEST_MODEL,
+                messages=MESSAGES,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+    assert all(chunk.choices for chunk in chunks)
+    assert stream.usage is not None and stream.usage.completion_tokens == 6
+    assert asked[-1].choices == [] and asked[-1].usage is not None
+    generations = [o for o in captured.observations() if o.type == "generation"]
+    assert [g.usage for g in generations] == [{"input": 7, "output": 6, "total": 13}] * 2
+
+
+def test_models_retrieve_reads_the_list_where_the_gateway_has_no_route(vllm: OpenAIServer) -> None:
+    with appsdk.LLMDClient(base_url=vllm.base_url) as client:
+        model = client.models.retrieve("test-llama-lora")
+        assert [m.id for m in client.models.list()][:2] == [TEST_MODEL, "test-llama-lora"]
+        with pytest.raises(ModelNotFoundError, match="does not serve"):
+            client.models.retrieve("no-such-model")
+    assert model.id == "test-llama-lora" and model.owned_by == "vllm"
+    assert model.to_dict()["max_model_len"] == 4096
+
+
+# -- tools on the generation ------------------------------------------------------------------
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_generations_record_tool_definitions_and_tool_calls(
+    vllm: OpenAIServer, stream: bool
+) -> None:
+    with capture_spans() as captured, appsdk.LLMDClient(base_url=vllm.base_url) as client:
+        if stream:
+            with client.chat(
+                model=TEST_MODEL, messages=MESSAGES, tools=[WEATHER], stream=True
+            ) as answer:
+                chunks = list(answer)
+            calls = [tc for c in chunks for tc in c.choices[0].delta.tool_calls or [] if tc.id]
+            call_id = calls[0].id
+        else:
+            message = client.chat(model=TEST_MODEL, messages=MESSAGES, tools=[WEATHER])
+            tool_calls = message.choices[0].message.tool_calls
+            assert tool_calls is not None
+            call_id = tool_calls[0].id
+    (generation,) = (o for o in captured.observations() if o.type == "generation")
+    assert generation.input == {"messages": MESSAGES, "tools": [WEATHER]}
+    assert json.loads(generation.attributes["gen_ai.tool.definitions"]) == [WEATHER]
+    assert json.loads(generation.attributes["gen_ai.input.messages"]) == MESSAGES
+    arguments = json.dumps({"city": "Paris", "unit": "celsius", "call": 0})
+    assert generation.output == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": arguments},
+                }
+            ],
+        }
+    ]
+    assert generation.attributes["gen_ai.response.finish_reasons"] == ("tool_calls",)
+    if stream:
+        assert "langfuse.observation.completion_start_time" in generation.attributes
+
+
+def test_tool_definitions_follow_the_policy(vllm: OpenAIServer) -> None:
+    quiet = appsdk.Policy(messages="none", completions="metadata")
+    with (
+        capture_spans() as captured,
+        appsdk.LLMDClient(base_url=vllm.base_url, policy=quiet) as client,
+    ):
+        client.chat(model=TEST_MODEL, messages=MESSAGES, tools=[WEATHER])
+    (generation,) = (o for o in captured.observations() if o.type == "generation")
+    assert "gen_ai.tool.definitions" not in generation.attributes
+    assert generation.input is None
+    assert "get_weather" not in json.dumps(generation.output)
+
+
+# -- bounded and honest answers ---------------------------------------------------------------
+
+
+def _one_connection(vllm: OpenAIServer, **options: Any) -> appsdk.LLMDClient:
+    return appsdk.LLMDClient(
+        base_url=vllm.base_url,
+        limits=httpx.Limits(max_connections=1),
+        timeout=options.pop("timeout", httpx.Timeout(10, pool=2)),
+        max_retries=0,
+        **options,
+    )
+
+
+def test_a_gzip_bomb_is_stopped_at_the_decoded_limit(vllm: OpenAIServer) -> None:
+    bomb = {"x-test-gzip-bomb": str(20_000_000)}
+    with capture_spans() as captured, _one_connection(vllm, max_response_bytes=1_000_000) as c:
+        with pytest.raises(ResponseTooLargeError, match="decoded") as caught:
+            c.chat(model=TEST_MODEL, messages=MESSAGES, extra_headers=bomb)
+        # with one connection in the pool, a leak would time this call out
+        assert c.chat(model=TEST_MODEL, messages=MESSAGES).choices
+    size = int(str(caught.value).split("(")[1].split(" ")[0])
+    assert 1_000_000 < size <= 1_000_000 + 64 * 1024
+    levels = [o.level for o in captured.observations() if o.type == "generation"]
+    assert levels == ["ERROR", "DEFAULT"]
+
+
+def test_one_endless_sse_line_is_stopped_at_the_limit(vllm: OpenAIServer) -> None:
+    endless = {"x-test-long-line": str(8_000_000)}
+    with _one_connection(vllm, max_response_bytes=1_000_000) as client:
+        stream = client.chat(
+            model=TEST_MODEL, messages=MESSAGES, stream=True, extra_headers=endless
+        )
+        with pytest.raises(ResponseTooLargeError, match="stream is larger"):
+            list(stream)
+        assert client.chat(model=TEST_MODEL, messages=MESSAGES).choices
+
+
+def test_a_stream_that_ends_without_done_is_an_error_with_the_partial_output(
+    vllm: OpenAIServer,
+) -> None:
+    cut = {"x-test-no-done": "1"}
+    with capture_spans() as captured, appsdk.LLMDClient(base_url=vllm.base_url) as client:
+        received = []
+        with pytest.raises(StreamError, match=r"without \[DONE\]"):
+            for chunk in client.chat(
+                model=TEST_MODEL, messages=MESSAGES, stream=True, extra_headers=cut
+            ):
+                received.append(chunk.choices[0].delta.content or "")
+    (generation,) = (o for o in captured.observations() if o.type == "generation")
+    assert generation.level == "ERROR" and generation.attributes["error.type"] == "StreamError"
+    assert generation.output == [{"role": "assistant", "content": "".join(received)}]
+    assert "".join(received) == "You said: What does llm-d do?"
+
+
+def test_keep_alive_comments_do_not_keep_a_stream_open(vllm: OpenAIServer) -> None:
+    # The server sends a comment every 50 ms for up to 10 s: bytes keep arriving, so only the
+    # client's rule (the read timeout counts between data events) ends it.
+    alive = {"x-test-keepalive": "200"}
+    timeout = httpx.Timeout(10, read=0.3, pool=2)
+    with capture_spans() as captured, _one_connection(vllm, timeout=timeout) as client:
+        stream = client.chat(model=TEST_MODEL, messages=MESSAGES, stream=True, extra_headers=alive)
+        with pytest.raises(LLMDTimeoutError, match="keep-alives only"):
+            list(stream)
+        assert client.chat(model=TEST_MODEL, messages=MESSAGES).choices
+    failed = next(o for o in captured.observations() if o.type == "generation")
+    assert failed.attributes["error.type"] == "LLMDTimeoutError"
+    assert failed.output == [{"role": "assistant", "content": "hi"}]
+
+
+def test_a_stream_has_a_total_deadline(vllm: OpenAIServer) -> None:
+    slow = {"x-test-slow-data": "200"}
+    with _one_connection(vllm, stream_deadline_s=0.3) as client:
+        stream = client.chat(model=TEST_MODEL, messages=MESSAGES, stream=True, extra_headers=slow)
+        with pytest.raises(LLMDTimeoutError, match="deadline"):
+            list(stream)
+        assert client.chat(model=TEST_MODEL, messages=MESSAGES).choices
+
+
+def test_a_json_error_answer_to_a_stream_is_the_typed_error_with_the_message(
+    vllm: OpenAIServer,
+) -> None:
+    json_error = {"x-test-json-error-on-stream": "1"}
+    with (
+        capture_spans() as captured,
+        appsdk.LLMDClient(base_url=vllm.base_url) as client,
+        pytest.raises(BadRequestError, match="the prompt is too long") as caught,
+    ):
+        client.chat(model=TEST_MODEL, messages=MESSAGES, stream=True, extra_headers=json_error)
+    assert caught.value.code == "400" and caught.value.type == "BadRequestError"
+    (generation,) = (o for o in captured.observations() if o.type == "generation")
+    assert generation.attributes["error.type"] == "BadRequestError"
+
+
+def test_a_redirect_is_an_error_that_says_so(vllm: OpenAIServer) -> None:
+    with (
+        appsdk.LLMDClient(base_url=vllm.base_url, max_retries=0) as client,
+        pytest.raises(APIStatusError, match="redirected") as caught,
+    ):
+        client.chat(model=TEST_MODEL, messages=MESSAGES, extra_headers={"x-test-redirect": "1"})
+    assert caught.value.status_code == 302
+    assert "elsewhere.invalid" in str(caught.value)
+
+
+async def test_async_streams_are_bounded_the_same_way(vllm: OpenAIServer) -> None:
+    async with appsdk.AsyncLLMDClient(
+        base_url=vllm.base_url, max_response_bytes=1_000_000, stream_deadline_s=5
+    ) as client:
+        endless = await client.chat(
+            model=TEST_MODEL,
+            messages=MESSAGES,
+            stream=True,
+            extra_headers={"x-test-long-line": str(8_000_000)},
+        )
+        with pytest.raises(ResponseTooLargeError):
+            [chunk async for chunk in endless]
+        cut = await client.chat(
+            model=TEST_MODEL, messages=MESSAGES, stream=True, extra_headers={"x-test-no-done": "1"}
+        )
+        with pytest.raises(StreamError, match=r"without \[DONE\]"):
+            [chunk async for chunk in cut]
+        alive = await client.chat(
+            model=TEST_MODEL,
+            messages=MESSAGES,
+            stream=True,
+            extra_headers={"x-test-keepalive": "200"},
+            timeout=httpx.Timeout(10, read=0.3),
+        )
+        with pytest.raises(LLMDTimeoutError):
+            [chunk async for chunk in alive]
+        with pytest.raises(ResponseTooLargeError):
+            await client.chat(
+                model=TEST_MODEL, messages=MESSAGES, extra_headers={"x-test-gzip-bomb": "9000000"}
+            )
+
+
+@pytest.mark.parametrize("encoding", ["x-test-crlf", "x-test-gzip-stream"])
+def test_streams_with_crlf_line_ends_or_gzip_read_the_same(
+    vllm: OpenAIServer, encoding: str
+) -> None:
+    with appsdk.LLMDClient(base_url=vllm.base_url) as client:
+        plain = [c.to_dict() for c in client.chat(model=TEST_MODEL, messages=MESSAGES, stream=True)]
+        encoded = client.chat(
+            model=TEST_MODEL, messages=MESSAGES, stream=True, extra_headers={encoding: "1"}
+        )
+        assert [c.to_dict() for c in encoded] == plain
+        assert encoded.usage is not None and encoded.usage.total_tokens == 13
+
+
+def test_a_raw_stream_gives_headers_first_and_the_chunks_from_parse(vllm: OpenAIServer) -> None:
+    with appsdk.LLMDClient(base_url=vllm.base_url) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model=TEST_MODEL, messages=MESSAGES, stream=True, request_id="raw-1"
+        )
+        assert raw.headers["content-type"].startswith("text/event-stream")
+        assert raw.request_id == "raw-1"
+        with raw.parse() as stream:
+            text = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+    assert text == "You said: What does llm-d do?"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from appsdk.llmd import headers as h
 from appsdk.llmd.errors import ResponseError
@@ -18,19 +18,29 @@ from appsdk.llmd.models import (
     ChatCompletionChunk,
     Completion,
     CompletionChunk,
-    EmbeddingResponse,
+    CreateEmbeddingResponse,
     first_finish_reasons,
 )
+from appsdk.llmd.output import chat_output, completion_output
 from appsdk.policy import Policy
 from appsdk.pricing import PriceTable
 
-__all__ = ["Call", "build_call"]
+__all__ = ["Call", "build_call", "encode_body", "record_answer"]
 
 _OPTION_NAMES = ("objective", "fairness_id", "slo_ttft_ms", "slo_tpot_ms", "model_rewrite")
 _PATHS = {
     "chat": "/v1/chat/completions",
     "text_completion": "/v1/completions",
     "embeddings": "/v1/embeddings",
+}
+_CONTENT_FIELD = {"chat": "messages", "text_completion": "prompt", "embeddings": "input"}
+# openai's "not given" markers: code ported from openai may pass them; they mean "leave out".
+_NOT_GIVEN_TYPES = frozenset({"NotGiven", "Omit"})
+Answer = ChatCompletion | Completion | CreateEmbeddingResponse
+_KINDS: dict[str, type[Answer]] = {
+    "chat": ChatCompletion,
+    "text_completion": Completion,
+    "embeddings": CreateEmbeddingResponse,
 }
 
 
@@ -46,6 +56,9 @@ class Call:
     request_id: str
     content: Any
     prompt: Any = None
+    query: dict[str, Any] | None = None
+    auto_usage: bool = False
+    """The client asked for the usage chunk on its own account: it is not shown to the caller."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -64,17 +77,12 @@ class Call:
             prompt=self.prompt,
         )
 
-    def parse_json(self, content: bytes) -> ChatCompletion | Completion | EmbeddingResponse:
+    def parse_json(self, content: bytes) -> Answer:
         """Parse the raw body (pydantic's JSON parser, faster than json.loads + validate)."""
         return self.parse(content)
 
-    def parse(self, data: Any) -> ChatCompletion | Completion | EmbeddingResponse:
-        kinds: dict[str, type[ChatCompletion | Completion | EmbeddingResponse]] = {
-            "chat": ChatCompletion,
-            "text_completion": Completion,
-            "embeddings": EmbeddingResponse,
-        }
-        kind = kinds[self.operation]
+    def parse(self, data: Any) -> Answer:
+        kind = _KINDS[self.operation]
         try:
             if isinstance(data, bytes):
                 return kind.model_validate_json(data)
@@ -92,19 +100,52 @@ class Call:
         return ChatCompletionChunk if self.operation == "chat" else CompletionChunk
 
     def record(self, generation: Generation, result: Any) -> None:
-        """Record a non-streamed answer on the generation and end it."""
-        output: Any = None
-        if isinstance(result, ChatCompletion):
-            output = [{"role": "assistant", "content": result.text}]
-        elif isinstance(result, Completion):
-            output = result.text
-        generation.succeed(
-            response_id=getattr(result, "id", None) or None,
-            response_model=result.model or None,
-            finish_reasons=first_finish_reasons(getattr(result, "choices", [])),
-            usage=result.usage,
-            output=output,
-        )
+        """Record a non-streamed answer on the generation and end it (duck-typed: appsdk's
+        payloads and openai's read the same)."""
+        record_answer(generation, self.operation, result)
+
+
+def record_answer(generation: Generation, operation: str, result: Any) -> None:
+    """Record an answer (appsdk's or openai's types) on ``generation`` and end it."""
+    choices = getattr(result, "choices", None) or []
+    output: Any = None
+    if operation == "chat":
+        output = chat_output(choices)
+    elif operation == "text_completion":
+        output = completion_output(choices)
+    generation.succeed(
+        response_id=getattr(result, "id", None) or None,
+        response_model=getattr(result, "model", None) or None,
+        finish_reasons=first_finish_reasons(choices),
+        usage=getattr(result, "usage", None),
+        output=output,
+    )
+
+
+def _json_default(value: Any) -> Any:
+    # A pydantic object in a request (an assistant message handed back for the next turn, as
+    # openai allows) goes as the fields the gateway sent.
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_unset=True, by_alias=True)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    """The JSON request body, encoded as httpx would (compact, UTF-8, no NaN)."""
+    return json.dumps(
+        body, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default
+    ).encode()
+
+
+def _content(operation: str, content: Any) -> Any:
+    # openai takes any iterable of messages; a generator must become a list to be sent.
+    if (
+        operation == "chat"
+        and not isinstance(content, list | tuple | str | bytes | Mapping)
+        and isinstance(content, Iterable)
+    ):
+        return list(content)
+    return content
 
 
 def _compile_prompt(prompt: Any, variables: Mapping[str, Any] | None) -> Any:
@@ -112,6 +153,25 @@ def _compile_prompt(prompt: Any, variables: Mapping[str, Any] | None) -> Any:
     if compile_ is None:
         raise TypeError("prompt= takes a prompt object with compile() (appsdk.get_prompt)")
     return compile_(**dict(variables or {}))
+
+
+def _ask_for_usage(body: dict[str, Any]) -> bool:
+    """Make ``body`` a stream request; True when the client asked for usage on its own.
+
+    Without ``include_usage`` vLLM sends no usage on streams: ask for it unless told not to,
+    and keep the extra chunk from a caller who did not ask (its choices are empty).
+    """
+    body["stream"] = True
+    stream_options = dict(body.get("stream_options") or {})
+    asked = "include_usage" not in stream_options
+    if asked:
+        stream_options["include_usage"] = True
+    body["stream_options"] = stream_options
+    return asked
+
+
+def _given(value: Any) -> bool:
+    return value is not None and type(value).__name__ not in _NOT_GIVEN_TYPES
 
 
 def build_call(
@@ -126,6 +186,7 @@ def build_call(
     options: h.LLMDOptions,
     extra_headers: Mapping[str, str] | None,
     extra_body: Mapping[str, Any] | None,
+    extra_query: Mapping[str, Any] | None = None,
     params: dict[str, Any],
 ) -> Call:
     """The request for a chat, completion or embedding call.
@@ -147,27 +208,34 @@ def build_call(
     config.pop("model", None)
     if not model:
         raise TypeError("model= is required (or a prompt whose config names the model)")
-    if content is None:
-        field_name = {"chat": "messages", "text_completion": "prompt", "embeddings": "input"}
-        raise TypeError(f"{field_name[operation]}= is required")
+    if not _given(content):
+        raise TypeError(f"{_CONTENT_FIELD[operation]}= is required")
+    content = _content(operation, content)
     body: dict[str, Any] = {"model": model}
     body.update({k: v for k, v in config.items() if k not in params})
-    body.update({k: v for k, v in params.items() if v is not None})
-    body[{"chat": "messages", "text_completion": "prompt", "embeddings": "input"}[operation]] = (
-        content
-    )
-    if stream:
-        body["stream"] = True
-        # Without include_usage vLLM sends no usage on streams: ask for it unless told not to.
-        stream_options = dict(body.get("stream_options") or {})
-        stream_options.setdefault("include_usage", True)
-        body["stream_options"] = stream_options
+    body.update({k: v for k, v in params.items() if _given(v)})
+    body[_CONTENT_FIELD[operation]] = content
+    auto_usage = _ask_for_usage(body) if stream else False
     if extra_body:
         body.update(extra_body)
     rid = request_id or os.urandom(16).hex()
-    request_headers = {h.REQUEST_ID: rid, **options.merged(overrides).headers()}
+    request_headers = {
+        h.REQUEST_ID: rid,
+        "content-type": "application/json",
+        **options.merged(overrides).headers(),
+    }
     if extra_headers:
-        request_headers.update(extra_headers)
+        request_headers.update({k: v for k, v in extra_headers.items() if _given(v)})
+    query = {k: v for k, v in extra_query.items() if _given(v)} if extra_query else None
     return Call(
-        operation, str(model), _PATHS[operation], body, request_headers, rid, content, prompt=prompt
+        operation,
+        str(model),
+        _PATHS[operation],
+        body,
+        request_headers,
+        rid,
+        content,
+        prompt=prompt,
+        query=query or None,
+        auto_usage=auto_usage,
     )

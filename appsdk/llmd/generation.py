@@ -25,7 +25,7 @@ from appsdk import semconv, span_policy
 from appsdk.llmd import metrics
 from appsdk.llmd.models import Usage
 from appsdk.observation import Observation
-from appsdk.policy import Policy
+from appsdk.policy import Policy, PolicyEngine
 from appsdk.pricing import PriceTable
 from appsdk.prompts import active_prompt
 
@@ -40,7 +40,35 @@ REQUEST_PARAMETERS = (
     "seed",
 )
 PROVIDER = "llm-d"
-_RENDERED_AT_START = (semconv.LF_TYPE, semconv.LF_INPUT, semconv.GEN_AI_INPUT_MESSAGES)
+_RENDERED_AT_START = (
+    semconv.LF_TYPE,
+    semconv.LF_INPUT,
+    semconv.GEN_AI_INPUT_MESSAGES,
+    semconv.GEN_AI_TOOL_DEFINITIONS,
+)
+_CHOICE_COUNT = "gen_ai.request.choice.count"
+
+
+def _render_input(
+    engine: PolicyEngine, operation: str, content: Any, tools: Any, attributes: dict[str, Any]
+) -> None:
+    """The input as the policy allows. With tools, Langfuse reads ``{"messages", "tools"}``
+    as the input and the GenAI conventions name the definitions ``gen_ai.tool.definitions``;
+    each part is rendered once and the input is put together from the rendered parts."""
+    rendered = engine.render("messages", content)
+    if rendered is None:
+        return
+    if operation != "chat":
+        attributes[semconv.LF_INPUT] = rendered
+        return
+    attributes[semconv.GEN_AI_INPUT_MESSAGES] = rendered
+    rendered_tools = engine.render("messages", list(tools)) if tools else None
+    if rendered_tools is None or not isinstance(content, list | tuple):
+        attributes[semconv.LF_INPUT] = rendered
+        return
+    attributes[semconv.GEN_AI_TOOL_DEFINITIONS] = rendered_tools
+    # Both parts are JSON (a list renders as a JSON array, or as the metadata-mode summary).
+    attributes[semconv.LF_INPUT] = f'{{"messages": {rendered}, "tools": {rendered_tools}}}'
 
 
 class Generation:
@@ -90,11 +118,10 @@ class Generation:
             )
         if body.get("stream"):
             attributes[semconv.GEN_AI_REQUEST_STREAM] = True
-        rendered = engine.render("messages", content)
-        if rendered is not None:
-            attributes[semconv.LF_INPUT] = rendered
-            if operation == "chat":
-                attributes[semconv.GEN_AI_INPUT_MESSAGES] = rendered
+        count = body.get("n")
+        if isinstance(count, int) and count != 1:
+            attributes[_CHOICE_COUNT] = count
+        _render_input(engine, operation, content, body.get("tools"), attributes)
         span = pipeline.tracer.start_span(
             f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attributes
         )
@@ -176,14 +203,16 @@ class Generation:
         self._end(error_type=None)
 
     def _usage_attributes(self, usage: Usage, attributes: dict[str, Any]) -> None:
+        # Duck-typed: openai's usage objects read the same (its embedding usage has no
+        # completion_tokens).
         input_tokens = usage.prompt_tokens or 0
-        output_tokens = usage.completion_tokens or 0
-        details = usage.prompt_tokens_details
-        cached = (details.cached_tokens or 0) if details is not None else 0
+        output_tokens = getattr(usage, "completion_tokens", 0) or 0
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = (getattr(details, "cached_tokens", 0) or 0) if details is not None else 0
         usage_details = {
             "input": input_tokens,
             "output": output_tokens,
-            "total": usage.total_tokens or input_tokens + output_tokens,
+            "total": getattr(usage, "total_tokens", 0) or input_tokens + output_tokens,
         }
         if cached:
             usage_details["input_cached_tokens"] = cached
