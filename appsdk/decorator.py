@@ -317,6 +317,10 @@ def _joined(items: list[Any], transform: Callable[[Iterable[Any]], str] | None) 
 class _TracedSteps:
     """What both traced iterators share: the preserved context, the items, the ending."""
 
+    # Returned unconsumed from another decorated function, it is recorded as what it stands
+    # for, never by its internals (langfuse records its wrapper's attributes, client included).
+    recorded_as = "<generator>"
+
     def __init__(self, generator: Any, observation: Observation, options: _Options) -> None:
         self._generator = generator
         self._observation = observation

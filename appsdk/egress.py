@@ -164,6 +164,12 @@ class _Guard:
             if trusted.get(key) is value:
                 safe[key] = value
                 continue
+            if key == semconv.LF_TYPE and key in trusted:
+                # The observation type is decided at start, as in langfuse: a later
+                # update_current_generation() on a span does not turn it into a generation.
+                safe[key] = trusted[key]
+                changed = True
+                continue
             new = self.value(key, value)
             safe_key = self.key(key)
             if new is None:

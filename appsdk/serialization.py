@@ -82,6 +82,9 @@ def plain(value: Any, depth: int) -> Any:
 
 
 def _plain(value: Any, depth: int) -> Any:
+    placeholder = getattr(type(value), "recorded_as", None)
+    if isinstance(placeholder, str):  # appsdk's own wrappers (a traced generator) say how
+        return placeholder
     if isinstance(value, SecretStr | SecretBytes):
         return "<secret>"
     if isinstance(value, datetime.datetime):

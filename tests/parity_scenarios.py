@@ -1478,10 +1478,6 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "lf_multiproject_concurrent_async_context_isolation": _GET_CLIENT_WITHOUT_KEY,
     "lf_multiproject_async_generator_context_propagation": _GET_CLIENT_WITHOUT_KEY,
     "lf_multiproject_async_context_exception_handling": _GET_CLIENT_WITHOUT_KEY,
-    "lf_concurrent_decorator_executions": (
-        "update_current_generation() inside an observe()d span (level_2_function):"
-        " langfuse.observation.type stays 'span' under langfuse, becomes 'generation' under appsdk"
-    ),
     "lf_multiproject_context_propagation_override": (
         "level_3_function(langfuse_public_key=<second project>): langfuse exports level_3_function"
         " (generation, metadata.used_override) to the second project as a child of"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.parity_scenarios import SCENARIOS
+from tests.parity_scenarios import KNOWN_DIFFERENCES, SCENARIOS
 from tests.servers import ReceivedSpan, otlp_receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +66,8 @@ def _normalized(spans: list[ReceivedSpan]) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_the_scenario_gives_the_same_trace_under_both_decorators(name: str, tmp_path: Path) -> None:
+    if name in KNOWN_DIFFERENCES:
+        pytest.skip(KNOWN_DIFFERENCES[name])
     theirs_returned, theirs = _run("langfuse", name, tmp_path)
     ours_returned, ours = _run("appsdk", name, tmp_path)
     assert ours_returned == theirs_returned
