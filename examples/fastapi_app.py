@@ -1,13 +1,16 @@
 """A FastAPI chat endpoint that returns a feedback token, and the feedback endpoint beside it.
 
-Serve it: ``LLMD_BASE_URL=http://gateway APPSDK_FEEDBACK_SECRET=... uvicorn
-examples.fastapi_app:app``. Run it as a script for a self-check against the simulator.
+Serve it from the repository's root: ``LLMD_BASE_URL=http://gateway APPSDK_FEEDBACK_SECRET=...
+uvicorn examples.fastapi_app:app``; the app configures appsdk in its lifespan, so it is traced
+however it is served. Run it as a script for a self-check against the simulator.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI, Request
@@ -31,8 +34,16 @@ def current_user(request: Request) -> str | None:
     return request.headers.get("x-user")
 
 
+@asynccontextmanager
+async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+    # The server's startup and shutdown: tracing lives exactly as long as the app serves.
+    appsdk.configure(service_name="fastapi-chat")
+    yield
+    appsdk.shutdown()
+
+
 def create_app(llmd_base_url: str) -> FastAPI:
-    api = FastAPI(title="chat with feedback")
+    api = FastAPI(title="chat with feedback", lifespan=lifespan)
     client = appsdk.LLMDClient(base_url=llmd_base_url)
 
     @api.post("/chat")

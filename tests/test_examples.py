@@ -90,3 +90,63 @@ def test_mixed_with_langfuse(tmp_path: Path, stub: LangfuseStub) -> None:
     assert spans["search"].parent_span_id == spans["legacy_pipeline"].span_id
     assert spans["legacy_generate"].scope == "langfuse-sdk"
     assert stub.count("/api/public/otel/v1/traces") >= 1
+
+
+def test_the_fastapi_app_served_by_uvicorn_as_its_docstring_says(tmp_path: Path) -> None:
+    import signal
+    import socket
+
+    import httpx
+
+    from appsdk import sim
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = tmp_path / "traces.db"
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("APPSDK_", "LANGFUSE_", "OTEL_"))
+    }
+    with sim.running() as simulator:
+        env = {
+            **clean,
+            "LLMD_BASE_URL": simulator.base_url,
+            "APPSDK_FEEDBACK_SECRET": "s" * 32,
+            "APPSDK_STORE_PATH": str(store),
+            "APPSDK_METRICS": "false",
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--port", str(port)],
+            cwd=EXAMPLES.parent,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            assert server.stdout is not None
+            for line in server.stdout:
+                if "Uvicorn running" in line:
+                    break
+            url = f"http://127.0.0.1:{port}"
+            answer = httpx.post(
+                f"{url}/chat", json={"question": "hi"}, headers={"x-user": "ana"}, timeout=30
+            ).json()
+            rated = httpx.post(
+                f"{url}/api/feedback",
+                json={"token": answer["feedback_token"], "name": "helpful", "value": True},
+                headers={"x-user": "ana"},
+                timeout=30,
+            )
+            assert rated.status_code == 202
+        finally:
+            server.send_signal(signal.SIGINT)
+            server.communicate(timeout=30)
+    traces = TraceStore(store)
+    (chat,) = [
+        t.trace_id
+        for t in traces.list_traces()
+        if any(span.name == "chat-endpoint" for span in traces.spans(t.trace_id))
+    ]
+    assert chat != "0" * 32
+    assert [score.name for score in traces.scores(chat)] == ["helpful"]
