@@ -13,6 +13,7 @@ import logging
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["Pipeline", "configure", "current", "flush", "shutdown", "stats"]
 
 _log = logging.getLogger("appsdk")
+INCOMPLETE_ATTRIBUTE = "appsdk.incomplete"
 
 SpanFilter = Callable[[ReadableSpan], bool]
 
@@ -197,6 +199,7 @@ class Pipeline:
         self.on_shutdown: list[Callable[[], None]] = []
         self._environment = _environment_attributes(settings)
         self._ending = threading.local()
+        self._open: weakref.WeakSet[Span] = weakref.WeakSet()
         self._langfuse_roots = langfuse_span_filter if settings.langfuse_enabled else None
         self._closed = False
         self._lock = threading.Lock()
@@ -222,6 +225,7 @@ class Pipeline:
 
     def on_start(self, span: Span, parent_context: Context | None) -> None:
         """Bind the span's policy (its parent's, else the configured one); trace attributes."""
+        self._open.add(span)
         try:
             engine = span_policy.resolve(parent_context, None, self.engine)
             span_policy.bind(span, engine)
@@ -243,6 +247,24 @@ class Pipeline:
         values bound to the live span object are read from it through this hand-off.
         """
         self._ending.span = span
+        self._open.discard(span)
+
+    def _end_open_spans(self) -> None:
+        """End what is still open at shutdown (a stream abandoned mid-way, a hung call), marked
+        incomplete, so what it recorded is exported rather than lost with the process."""
+        for span in list(self._open):
+            try:
+                if span.is_recording():
+                    span.set_attributes(
+                        {
+                            semconv.LF_LEVEL: "WARNING",
+                            semconv.LF_STATUS_MESSAGE: "incomplete: still open at shutdown",
+                            INCOMPLETE_ATTRIBUTE: True,
+                        }
+                    )
+                    span.end()
+            except Exception:  # shutting down must not raise
+                _log.debug("appsdk: could not end an open span", exc_info=True)
 
     def on_end(self, span: ReadableSpan) -> None:
         """The egress guard, then every exporter whose filter takes the span."""
@@ -300,14 +322,21 @@ class Pipeline:
                 done = drain(max(0.0, deadline - time.monotonic())) and done
         return done
 
-    def shutdown(self, timeout_s: float | None = None) -> None:
-        """Export what fits within ``timeout_s`` (default: the settings'), then stop."""
+    def shutdown(self, timeout_s: float | None = None, *, end_open: bool = False) -> None:
+        """Export what fits within ``timeout_s`` (default: the settings'), then stop.
+
+        Args:
+            end_open: end the spans still open first, marked incomplete (the process is
+                ending; a re-configuration leaves running calls alone).
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
         budget = self.settings.shutdown_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + budget
+        if end_open:
+            self._end_open_spans()
         for processor, _ in self.processors:
             processor.shutdown(timeout_s=max(0.0, deadline - time.monotonic()))
         feedback = _feedback_client_module()
@@ -577,7 +606,7 @@ def _flush_at_signal() -> None:
 def _shutdown_at_exit() -> None:
     pipeline = _slot.pipeline
     if pipeline is not None:
-        pipeline.shutdown()
+        pipeline.shutdown(end_open=True)
 
 
 def flush(timeout_s: float = 5.0) -> bool:
@@ -608,7 +637,7 @@ def shutdown(timeout_s: float | None = None) -> None:
         pipeline, _slot.pipeline = _slot.pipeline, None
         _retired = pipeline or _retired
     if pipeline is not None:
-        pipeline.shutdown(timeout_s)
+        pipeline.shutdown(timeout_s, end_open=True)
 
 
 def stats() -> dict[str, dict[str, int]]:

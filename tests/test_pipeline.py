@@ -271,3 +271,36 @@ def test_configure_again_applies_new_settings_or_says_why_not(
     # The new exporter applies; the service name cannot, and the warning says why.
     assert span.name == "after"
     assert "'second' does not apply" in caplog.text and "restart" in caplog.text
+
+
+def test_a_stream_abandoned_without_with_is_exported_at_shutdown(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from appsdk import sim
+    from appsdk.store import TraceStore
+
+    # As in a notebook cell or at module level: break out of a stream and never close it.
+    code = (
+        "import sys, appsdk\n"
+        "appsdk.configure(store_path=sys.argv[2])\n"
+        "client = appsdk.LLMDClient(base_url=sys.argv[1])\n"
+        "stream = client.chat(model='llama-3-8b', messages=[{'role': 'user', 'content': 'hi'}],"
+        " stream=True)\n"
+        "for chunk in stream:\n"
+        "    break\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LANGFUSE_"))}
+    store = tmp_path / "traces.db"
+    with sim.running() as simulator:
+        subprocess.run(
+            [sys.executable, "-c", code, simulator.base_url, str(store)],
+            check=True,
+            env={**env, "APPSDK_METRICS": "false"},
+            timeout=60,
+        )
+    traces = TraceStore(store)
+    spans = [s for t in traces.list_traces() for s in traces.spans(t.trace_id)]
+    (generation,) = [s for s in spans if s.name == "chat llama-3-8b"]
+    assert generation.attributes["appsdk.incomplete"] is True
+    assert generation.attributes["langfuse.observation.level"] == "WARNING"
