@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appsdk.errors import StoreError, safe_url
-from appsdk.sqlite import open_database
+from appsdk.sqlite import add_columns, open_database
 
 __all__ = [
     "Destination",
@@ -148,26 +148,6 @@ class IdentityHasher:
             )
 
 
-def _add_columns(connection: sqlite3.Connection, table: str, columns: Iterable[str]) -> None:
-    """Add what an older appsdk's file lacks; once, even when processes open it together."""
-    wanted = list(columns)
-
-    def missing() -> list[str]:
-        have = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
-        return [c for c in wanted if c.split()[0] not in have]
-
-    if not missing():
-        return
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        for column in missing():
-            connection.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-
-
 @dataclass(frozen=True)
 class SpooledBatch:
     id: int
@@ -227,7 +207,7 @@ class Spool:
         # NORMAL: a killed process loses nothing; only a power cut may lose the last batch.
         self._conn = open_database(self.path, _SCHEMA, what="export spool")
         try:
-            _add_columns(
+            add_columns(
                 self._conn,
                 "spool",
                 [

@@ -8,12 +8,13 @@ writer wait instead of failing.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 from appsdk.errors import StoreError
 
-__all__ = ["open_database"]
+__all__ = ["add_columns", "open_database"]
 
 
 def open_database(
@@ -35,3 +36,23 @@ def open_database(
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"cannot open the {what} at {path}: {exc}") from exc
     return connection
+
+
+def add_columns(connection: sqlite3.Connection, table: str, columns: Iterable[str]) -> None:
+    """Add what an older appsdk's file lacks; once, even when processes open it together."""
+    wanted = list(columns)
+
+    def missing() -> list[str]:
+        have = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        return [c for c in wanted if c.split()[0] not in have]
+
+    if not missing():
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for column in missing():
+            connection.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise

@@ -38,7 +38,7 @@ from typing import Any
 
 from appsdk.errors import StoreError
 from appsdk.spool import Destination, IdentityHasher
-from appsdk.sqlite import open_database
+from appsdk.sqlite import add_columns, open_database
 
 __all__ = ["Outbox", "OutboxItem", "OutboxStatus", "has_pending", "outbox_status"]
 
@@ -99,32 +99,12 @@ def _upgrade(connection: sqlite3.Connection) -> None:
         raise
 
 
-def _add_claim_columns(connection: sqlite3.Connection) -> None:
-    """Add the lease columns to a file of an appsdk before claims; once, even when processes
-    open it together (an older appsdk sharing the file keeps working: they have defaults)."""
-
-    def missing() -> list[str]:
-        have = {row[1] for row in connection.execute("PRAGMA table_info(outbox)")}
-        return [c for c in _CLAIM_COLUMNS if c.split()[0] not in have]
-
-    if not missing():
-        return
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        for column in missing():
-            connection.execute(f"ALTER TABLE outbox ADD COLUMN {column}")
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-
-
 def _open(path: Path) -> sqlite3.Connection:
     # FULL: a rating is on disk before submit() returns, even across a power cut.
     connection = open_database(path, _SCHEMA, what="feedback outbox", synchronous="FULL")
     try:
         _upgrade(connection)
-        _add_claim_columns(connection)
+        add_columns(connection, "outbox", _CLAIM_COLUMNS)
         connection.execute("DROP INDEX IF EXISTS outbox_due")
         for index in _INDEXES:
             connection.execute(index)
