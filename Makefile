@@ -28,7 +28,10 @@ docs: $(BIN)/.installed
 test: lint typecheck docs
 	$(BIN)/pytest
 
+# Peers (langfuse, bare OTel, traceloop, OpenInference, logfire) each get a pinned virtualenv
+# under .bench-envs/, created once and reused.
 bench: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.peers --setup
 	$(BIN)/python -m benchmarks --write docs/performance.md
 
 clean:

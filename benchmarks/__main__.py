@@ -9,7 +9,7 @@ import datetime
 import sys
 from pathlib import Path
 
-from benchmarks import client, decorator, export, feedback, redaction, sampling
+from benchmarks import client, decorator, export, feedback, peers, redaction, sampling
 from benchmarks.common import machine
 
 SECTIONS = (
@@ -20,6 +20,19 @@ SECTIONS = (
         "policy, against `langfuse.observe` and a bare OpenTelemetry SDK span carrying the same "
         "attributes set by hand, all exporting to a no-op exporter. Overhead is the median call "
         "minus the undecorated call.",
+    ),
+    (
+        "Against peers, export included",
+        peers,
+        "The same decorated pair (`outer` calling `inner`, a string of the payload size in and "
+        "another out) traced by each SDK in its own process and virtualenv (appsdk in the "
+        "repo's; peers pinned in `benchmarks/peers.py`, created under `.bench-envs/`), each "
+        "configured its documented way and exporting OTLP/HTTP with its default batching to one "
+        "receiver in another process on loopback; the SDKs take turns, one process each per "
+        "round. The bare OTel span sets appsdk's attributes by hand (input as JSON, output); "
+        "logfire runs with `send_to_logfire=False` and an OTLP exporter as an additional span "
+        "processor; traceloop with metrics off. Per call is the loop's time on the caller's "
+        "thread; including flush adds the time to export everything that loop queued.",
     ),
     (
         "Redaction",
@@ -66,6 +79,12 @@ NOTES = """
 - The decorator meets both targets: well under a quarter of `langfuse.observe` and under
   twice a bare span. Most of the remaining cost is the OpenTelemetry span itself; redaction of
   a short string costs 2-3 us because every detector is gated by a literal it must contain.
+- Against peers: every SDK exports every span in the per-call runs (its queue holds the whole
+  loop), and "per call" includes what its export worker takes from the caller through the GIL.
+  appsdk's default policy cuts each value at 20,000 characters, so from 100 KB up it sends less
+  than its peers (see the received table); OpenInference stores the string as given and pays
+  at export time, which is why its caller-side cost is flat with size. The thread table keeps
+  the default queues: a tight loop outruns every exporter there and the excess is lost.
 - `LLMDClient`: {client_ratio:.2f}x the minimal traced call in this run (the median of
   per-round ratios, each round running the variants back to back, so load drift on this
   virtual machine cancels). It records ~15 attributes (GenAI and Langfuse keys, usage, cost,
