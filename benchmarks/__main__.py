@@ -75,27 +75,24 @@ NOTES = """
 ## Reading the numbers
 
 - All ratios come from one run, with the variants interleaved round by round, on the machine
-  named above; they move by a few percent between runs on this virtual machine.
-- The decorator meets both targets: well under a quarter of `langfuse.observe` and under
-  twice a bare span. Most of the remaining cost is the OpenTelemetry span itself; redaction of
-  a short string costs 2-3 us because every detector is gated by a literal it must contain.
+  named above; they move by several percent between runs on this virtual machine. Each
+  table's targets are stated beside the ratio; whether this run met them is read from the
+  number, not from this text.
+- "Decorator overhead" uses a no-op exporter and a short string: it isolates the caller-side
+  cost of the decorator itself. What users get is "Against peers, export included", with real
+  payloads and an exporter running beside the calls.
 - Against peers: every SDK exports every span in the per-call runs (its queue holds the whole
   loop), and "per call" includes what its export worker takes from the caller through the GIL.
   appsdk's default policy cuts each value at 20,000 characters, so from 100 KB up it sends less
-  than its peers (see the received table); OpenInference stores the string as given and pays
-  at export time, which is why its caller-side cost is flat with size. The thread table keeps
-  the default queues: a tight loop outruns every exporter there and the excess is lost.
+  than its peers; OpenInference stores the string as given and pays at export time, which is
+  why its caller-side cost is flat with size. The thread table keeps the default queues: a
+  tight loop outruns every exporter there and the excess is lost (appsdk counts it).
 - `LLMDClient`: {client_ratio:.2f}x the minimal traced call in this run (the median of
-  per-round ratios, each round running the variants back to back, so load drift on this
-  virtual machine cancels). It records ~15 attributes (GenAI and Langfuse keys, usage, cost,
-  content through the policy) and parses the answer into a typed model: about 100-300 us more
-  than one bare span against a loopback simulator answering in 1-3 ms; against a real gateway
-  (tens of milliseconds and up) that is well under 1%. Earlier runs, before the client stopped
-  attaching a context for baggage it did not need to filter, measured 1.12x-1.17x.
+  per-round ratios, each round running the variants back to back against the simulator).
 - Export throughput is one worker encoding protobuf and gzip plus one sender; a tight loop
   producing spans faster than that fills the bounded queue, and the excess is counted in
-  `dropped_queue_full` (memory stays flat). Real applications produce spans far more slowly;
-  at high rates, sample at the head (see [Running at scale](scale.md)).
+  `dropped_queue_full` (memory stays flat). At high rates, sample at the head
+  (see [Sampling](sampling.md)).
 """
 
 
