@@ -7,11 +7,13 @@ loop). A server's ``Retry-After`` is a floor the delay never goes under.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
+from email.utils import parsedate_to_datetime
 
-__all__ = ["Backoff"]
+__all__ = ["Backoff", "retry_after_s"]
 
 _MAX_EXPONENT = 30
 
@@ -84,3 +86,22 @@ class Backoff:
     def wait_s(self) -> float:
         """Seconds until a probe is allowed (0 when it is)."""
         return max(0.0, self.until - self._clock())
+
+
+def retry_after_s(value: str | None, *, cap_s: float = 3600.0) -> float | None:
+    """A ``Retry-After`` header in seconds (a number or an HTTP date), at most ``cap_s``.
+
+    None when there is none or it cannot be read; a date in the past is 0.
+    """
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    if math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), cap_s)

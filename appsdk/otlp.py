@@ -10,8 +10,6 @@ failure is classified (retryable or not) for the caller, and an outage is report
 from __future__ import annotations
 
 import base64
-import datetime
-import email.utils
 import gzip
 import logging
 import os
@@ -23,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from appsdk.backoff import retry_after_s
 from appsdk.batching import ExportOutcome
 from appsdk.errors import safe_url
 
@@ -233,29 +232,9 @@ def classify(response: httpx.Response) -> ExportOutcome:
         retryable=code not in REJECTED_STATUS and code != 413,
         status=code,
         reason=reason,
-        retry_after_s=retry_after(response),
+        retry_after_s=retry_after_s(response.headers.get("retry-after")),
         too_large=code == 413,
     )
-
-
-def retry_after(response: httpx.Response) -> float | None:
-    """The ``Retry-After`` of an answer in seconds (delta or HTTP date), capped at an hour."""
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=datetime.UTC)
-        seconds = (when - datetime.datetime.now(datetime.UTC)).total_seconds()
-    if seconds != seconds or seconds < 0:  # NaN or in the past
-        return None
-    return min(seconds, 3600.0)
 
 
 def connection_failure(exc: Exception) -> str:

@@ -213,3 +213,22 @@ def test_configure_is_clean_to_repeat(receiver: OTLPReceiver, tmp_path: Path) ->
     appsdk.flush()
     assert threading.active_count() <= threads + 2
     assert _open_descriptors() <= descriptors + 4
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("30", 30.0),
+        ("0", 0.0),
+        ("-5", 0.0),
+        ("nan", None),
+        ("soon", None),
+        (None, None),
+        ("99999", 3600.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+    ],
+)
+def test_retry_after_is_read_one_way_everywhere(header: str | None, seconds: float | None) -> None:
+    from appsdk.backoff import retry_after_s
+
+    assert retry_after_s(header) == seconds

@@ -28,8 +28,8 @@ from typing import Literal
 
 import httpx
 
+from appsdk.backoff import retry_after_s
 from appsdk.errors import safe_url
-from appsdk.llmd.errors import retry_after_seconds
 
 __all__ = ["MAX_RETRY_AFTER_S", "Verdict", "backoff_delay", "classify", "partial_verdict"]
 
@@ -65,7 +65,7 @@ def classify(response: httpx.Response, *, batch: int) -> Verdict:
     """The verdict on ``response`` to a POST of ``batch`` ratings."""
     status = response.status_code
     reason = f"HTTP {status}"
-    retry_after = retry_after_seconds(response.headers.get("retry-after"))
+    retry_after = retry_after_s(response.headers.get("retry-after"))
     if status == 207:
         return Verdict("partial", reason)
     if 200 <= status < 300:

@@ -30,13 +30,13 @@ here as aliases, so ``except RateLimitError as e: e.status_code`` reads as it do
 from __future__ import annotations
 
 import json
+import math
 import re
-import time
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
+from appsdk.backoff import retry_after_s
 from appsdk.errors import AppSDKError
 from appsdk.llmd.raw import with_body
 
@@ -232,17 +232,8 @@ InternalServerError = ServerError
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: a number, or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+    """``Retry-After`` as seconds: a number, or an HTTP date (see :mod:`appsdk.backoff`)."""
+    return retry_after_s(value, cap_s=math.inf)
 
 
 class ErrorBody:
