@@ -104,6 +104,7 @@ class _Sender:
         self._done = done
         self._idle = idle
         self._job: _Job | None = None
+        self._started = 0.0
         self._stopping = False
         self._ended = False
         self._cond = threading.Condition()
@@ -119,19 +120,24 @@ class _Sender:
         return self._job
 
     def submit(self, job: _Job, wait_s: float = 0.0) -> bool:
-        """Hand ``job`` over, waiting up to ``wait_s`` for the request in flight to end.
+        """Hand ``job`` over, if the request in flight ends within ``wait_s`` of its start.
 
-        A wait ends early once :meth:`stop_waiting` is called (shutdown: spool, don't wait).
+        A request already older than ``wait_s`` is a slow or hung backend: no wait at all, so
+        a tight loop's batches go to the spool at once instead of queueing behind it. A wait
+        also ends early once :meth:`stop_waiting` is called (shutdown: spool, don't wait).
         """
         with self._cond:
-            if self._job is not None and (
-                wait_s <= 0
-                or self._stopping
-                or not self._cond.wait_for(lambda: self._job is None or self._stopping, wait_s)
-                or self._job is not None
-            ):
-                return False
+            if self._job is not None:
+                left = self._started + wait_s - time.monotonic()
+                if (
+                    left <= 0
+                    or self._stopping
+                    or not self._cond.wait_for(lambda: self._job is None or self._stopping, left)
+                    or self._job is not None
+                ):
+                    return False
             self._job = job
+            self._started = time.monotonic()
             self._cond.notify_all()
             return True
 
