@@ -364,6 +364,15 @@ class _TracedSteps:
             self._observation.update(output=output, metadata=metadata)
         self._observation.end()
 
+    def _end_by(self, error: BaseException) -> None:
+        """The iteration stopped: exhausted or exited (ended), or failed (marked ERROR)."""
+        if isinstance(error, StopIteration | StopAsyncIteration) or not isinstance(
+            error, _FAILURES
+        ):
+            self._done()
+        else:
+            self._observation.fail(error)
+
     def __del__(self) -> None:
         if not self._observation._ended:
             self._done()
@@ -378,14 +387,8 @@ class _TracedGenerator(_TracedSteps, Iterator[Any]):
     def __next__(self) -> Any:
         try:
             item = self._context.run(next, self._generator)
-        except StopIteration:
-            self._done()
-            raise
-        except _FAILURES as error:
-            self._observation.fail(error)
-            raise
-        except BaseException:
-            self._done()
+        except BaseException as error:
+            self._end_by(error)
             raise
         return self._keep(item)
 
@@ -395,7 +398,7 @@ class _TracedGenerator(_TracedSteps, Iterator[Any]):
             if close is not None:
                 self._context.run(close)
         except BaseException as error:
-            self._observation.fail(error)
+            self._end_by(error)
             raise
         self._done()
 
@@ -409,14 +412,8 @@ class _TracedAsyncGenerator(_TracedSteps, AsyncIterator[Any]):
     async def __anext__(self) -> Any:
         try:
             item = await asyncio.create_task(self._generator.__anext__(), context=self._context)
-        except StopAsyncIteration:
-            self._done()
-            raise
-        except _FAILURES as error:
-            self._observation.fail(error)
-            raise
-        except BaseException:
-            self._done()
+        except BaseException as error:
+            self._end_by(error)
             raise
         return self._keep(item)
 
@@ -424,7 +421,7 @@ class _TracedAsyncGenerator(_TracedSteps, AsyncIterator[Any]):
         try:
             await asyncio.create_task(self._generator.aclose(), context=self._context)
         except BaseException as error:
-            self._observation.fail(error)
+            self._end_by(error)
             raise
         self._done()
 
