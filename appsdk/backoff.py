@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 
-__all__ = ["Backoff", "retry_after_s"]
+__all__ = ["Backoff", "capped_delay", "retry_after_s"]
 
 _MAX_EXPONENT = 30
 
@@ -55,8 +55,7 @@ class Backoff:
 
     def delay_s(self) -> float:
         """The delay the next failure would wait (without jitter)."""
-        exponent = min(self.failures, _MAX_EXPONENT)
-        return min(self.longest_s, self.first_s * 2.0**exponent)
+        return capped_delay(self.failures, self.first_s, self.longest_s)
 
     def failed(self, retry_after_s: float | None = None) -> None:
         """Record a failure; ``retry_after_s`` is the server's own word, honoured as a floor."""
@@ -86,6 +85,11 @@ class Backoff:
     def wait_s(self) -> float:
         """Seconds until a probe is allowed (0 when it is)."""
         return max(0.0, self.until - self._clock())
+
+
+def capped_delay(failures: int, first_s: float, longest_s: float) -> float:
+    """``first_s`` doubled per failure, at most ``longest_s``, for any number of failures."""
+    return min(longest_s, first_s * 2.0 ** min(max(failures, 0), _MAX_EXPONENT))
 
 
 def retry_after_s(value: str | None, *, cap_s: float = 3600.0) -> float | None:

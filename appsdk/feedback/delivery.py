@@ -28,7 +28,7 @@ from typing import Literal
 
 import httpx
 
-from appsdk.backoff import retry_after_s
+from appsdk.backoff import capped_delay, retry_after_s
 from appsdk.errors import safe_url
 
 __all__ = ["MAX_RETRY_AFTER_S", "Verdict", "backoff_delay", "classify", "partial_verdict"]
@@ -37,7 +37,6 @@ Action = Literal["delivered", "partial", "split", "reject", "retry"]
 
 MAX_RETRY_AFTER_S = 300.0
 """A ``Retry-After`` longer than this is cut to it: a rating should not wait for hours."""
-_MAX_EXPONENT = 30  # 2.0**30 is far past any ceiling; 2.0**1024 overflowed (issue 15)
 _PERMANENT = {400: "malformed request", 422: "invalid score"}
 
 
@@ -162,5 +161,4 @@ def backoff_delay(
     if retry_after is not None:
         floor = min(retry_after, MAX_RETRY_AFTER_S)
         return floor + random.uniform(0.0, base_s)
-    ceiling = min(max_s, base_s * 2.0 ** min(max(attempts, 0), _MAX_EXPONENT))
-    return ceiling * random.uniform(0.5, 1.0)
+    return capped_delay(attempts, base_s, max_s) * random.uniform(0.5, 1.0)
