@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["ExportOutcome", "OTLPHttpExporter", "langfuse_exporter"]
 
 _log = logging.getLogger("appsdk")
+# Level 1 deflates prose about twice as fast as 5, for a body about 15% larger: the exporter
+# thread's time is the application's too (it shares the process, and the GIL around it).
+_GZIP_LEVEL = 1
 
 # What retrying cannot fix: the request itself is wrong, or the credentials are refused.
 # Everything else that is not a success can succeed later and is retried with backoff: 5xx,
@@ -120,7 +123,8 @@ class OTLPHttpExporter(SpanExporter):
         for r, s, span in located:
             part.resource_spans[r].scope_spans[s].spans.append(span)
         raw = part.SerializeToString()
-        return (gzip.compress(raw, compresslevel=5) if self._compression else raw), len(located)
+        body = gzip.compress(raw, compresslevel=_GZIP_LEVEL) if self._compression else raw
+        return body, len(located)
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         """The request body for ``spans``: OTLP protobuf, gzip-compressed if configured."""
@@ -128,7 +132,7 @@ class OTLPHttpExporter(SpanExporter):
         from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
         body: bytes = encode_spans(spans).SerializeToString()
-        return gzip.compress(body, compresslevel=5) if self._compression else body
+        return gzip.compress(body, compresslevel=_GZIP_LEVEL) if self._compression else body
 
     def send(self, spans: Sequence[ReadableSpan]) -> ExportOutcome:
         """Send one batch and say how it went; never raises."""

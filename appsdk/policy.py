@@ -51,6 +51,13 @@ CONTENT_KINDS: tuple[ContentKind, ...] = (
 
 SECRET_PLACEHOLDER = "[REDACTED:SECRET]"
 _UNLIMITED = 2**62
+# How far past the cut a text is still scanned: a secret that starts before the cut and runs on
+# across it is recognised by its first bytes (no detector needs more than a few dozen; a PEM
+# block cut short is redacted to its end).
+_READ_PAST_CUT = 4096
+# Texts at least this long are remembered by identity, the last _REMEMBERED of them per policy.
+_REMEMBER_FROM = 256
+_REMEMBERED = 32
 
 
 class Policy(BaseModel):
@@ -193,6 +200,7 @@ class PolicyEngine:
     """A :class:`Policy` compiled for the hot path: plain attributes, no validation."""
 
     __slots__ = (
+        "_recent",
         "error_mode",
         "key",
         "max_chars",
@@ -215,6 +223,7 @@ class PolicyEngine:
         self.secret_keys = policy.secret_keys
         self.pseudonymize_user_ids = policy.pseudonymize_user_ids
         self.key = key
+        self._recent: dict[int, tuple[str, str]] = {}
         self.redactor = Redactor(
             style=policy.replacement,
             key=key,
@@ -345,12 +354,29 @@ class PolicyEngine:
         return out
 
     def _string(self, text: str, redact: bool) -> str:
-        # Scrub before truncating, so a cut never leaves half a secret behind.
-        if redact:
-            text = self.redactor.redact(text)
-        if len(text) > self.max_chars:
-            return f"{text[: self.max_chars]}...[truncated {len(text) - self.max_chars} chars]"
-        return text
+        limit = self.max_chars
+        if not redact:
+            if len(text) > limit:
+                return f"{text[:limit]}...[truncated {len(text) - limit} chars]"
+            return text
+        recent = self._recent
+        remembered = recent.get(id(text))
+        if remembered is not None and remembered[0] is text:
+            return remembered[1]
+        # Scrub before cutting, so a cut never leaves half a secret behind; what lies far past
+        # the cut is never recorded, so it is not read either (a 1 MB text costs as 20 KB).
+        scanned = text if len(text) <= limit + _READ_PAST_CUT else text[: limit + _READ_PAST_CUT]
+        redacted = self.redactor.redact(scanned)
+        if len(redacted) > limit or scanned is not text:
+            dropped = max(len(redacted) - limit, 0) + len(text) - len(scanned)
+            redacted = f"{redacted[:limit]}...[truncated {dropped} chars]"
+        if len(text) >= _REMEMBER_FROM:
+            # Nested observations pass the same objects on (a query in, an answer out): a
+            # text is immutable, so its rendering is reused by identity (held, so never reused).
+            if len(recent) >= _REMEMBERED:
+                recent.clear()
+            recent[id(text)] = (text, redacted)
+        return redacted
 
     def _integer(self, value: int) -> int | str:
         if -1_000_000 < value < 1_000_000:

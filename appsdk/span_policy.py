@@ -57,7 +57,10 @@ def bind(span: trace_api.Span, engine: PolicyEngine) -> None:
 
 def set_trusted(span: trace_api.Span, attributes: Mapping[str, Any]) -> None:
     """Write ``attributes`` (already rendered through the span's policy) and trust them."""
-    span.set_attributes(attributes)
+    # One set_attribute per key: set_attributes validates the mapping itself first, through
+    # abstract-class checks that cost more than the few strings written here.
+    for key, value in attributes.items():
+        span.set_attribute(key, value)
     trust(span, attributes)
 
 

@@ -17,6 +17,7 @@ OTLP/HTTP to the receiver with its default batching. Modes:
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import random
 import sys
@@ -158,22 +159,34 @@ SETUPS: dict[str, Callable[[str], Setup]] = {
 }
 
 
-ANSWERS: dict[int, str] = {}
+_SHIFTS = 64
 
 
-def prepare(size: int) -> str:
-    """The input of that size; the answer ``inner`` returns for it is another of the same size."""
-    ANSWERS.setdefault(size, payload(size, 7))
-    return payload(size, 0)
+def texts(size: int, seed: int) -> Callable[[int], str]:
+    """The ``i``-th text of that size: a new object with new content per call (a slice of
+    ``payload`` at one of 64 offsets), as an application's calls get. The same object on every
+    call would let an SDK that remembers what it rendered skip work no application skips."""
+    base = payload(size + _SHIFTS, seed)
+    return lambda i: base[i % _SHIFTS : i % _SHIFTS + size]
+
+
+ANSWERS: dict[int, Callable[[int], str]] = {}
+
+
+def prepare(size: int) -> Callable[[int], str]:
+    """The inputs of that size; ``inner`` answers each with another text of the same size."""
+    ANSWERS.setdefault(size, texts(size, 7))
+    return texts(size, 0)
 
 
 def build(sdk: str, endpoint: str) -> tuple[Callable[[str], str], Callable[[], object]]:
     """The traced ``outer(text)`` (which calls the traced ``inner``) and the SDK's flush."""
     decorate_outer, decorate_inner, flush = SETUPS[sdk](endpoint)
+    answered = itertools.count()
 
     @decorate_inner
     def inner(text: str) -> str:
-        return ANSWERS[len(text)]
+        return ANSWERS[len(text)](next(answered))
 
     @decorate_outer
     def outer(text: str) -> str:
@@ -195,13 +208,13 @@ def mode_calls(sdk: str, endpoint: str, options: dict[str, Any]) -> list[dict[st
     results = []
     for size, calls in options["sizes"]:
         text = prepare(size)
-        for _ in range(max(2, calls // 10)):  # warm caches, lazy imports, connections
-            outer(text)
+        for i in range(max(2, calls // 10)):  # warm caches, lazy imports, connections
+            outer(text(i))
         flush()
         before = _received(endpoint)
         started = time.perf_counter()
-        for _ in range(calls):
-            outer(text)
+        for i in range(calls):
+            outer(text(i))
         called = time.perf_counter()
         flush()
         flushed = time.perf_counter()
@@ -224,16 +237,16 @@ def mode_threads(sdk: str, endpoint: str, options: dict[str, Any]) -> list[dict[
     outer, flush = build(sdk, endpoint)
     size, calls = options["size"], options["calls"]
     text = prepare(size)
-    for _ in range(100):
-        outer(text)
+    for i in range(100):
+        outer(text(i))
     flush()
     results = []
     for count in options["threads"]:
         each = calls // count
 
         def work(each: int = each) -> None:
-            for _ in range(each):
-                outer(text)
+            for i in range(each):
+                outer(text(i))
 
         workers = [threading.Thread(target=work) for _ in range(count)]
         before = _received(endpoint)
@@ -257,7 +270,7 @@ def main() -> None:
     options = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
     if mode == "start":
         outer, flush = build(sdk, endpoint)
-        outer(prepare(32))
+        outer(prepare(32)(0))
         flush()
         print("@@READY", flush=True)
         return
