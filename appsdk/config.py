@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from appsdk.errors import ConfigError, safe_url
 
@@ -48,15 +56,16 @@ def _env(*names: str) -> Any:
 _URL_FIELDS = frozenset({"langfuse_base_url", "otlp_traces_endpoint", "otlp_endpoint"})
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Every setting of appsdk, with the variables that set it (the first one set wins).
 
-    Its ``repr`` and ``str`` show no secret: keys and headers are masked, URLs pass through
-    :func:`appsdk.errors.safe_url`.
+    :func:`load_settings` (which ``configure()`` calls) reads the variables; ``Settings(...)``
+    itself takes values only. Its ``repr`` and ``str`` show no secret: keys and headers are
+    masked, URLs pass through :func:`appsdk.errors.safe_url`.
     """
 
     # hide_input_in_errors: a ValidationError of Settings(...) must not echo a key or URL.
-    model_config = SettingsConfigDict(
+    model_config = ConfigDict(
         frozen=True, populate_by_name=True, extra="forbid", hide_input_in_errors=True
     )
 
@@ -87,7 +96,7 @@ class Settings(BaseSettings):
     )
     """``key=value,key2=value2`` headers for the OTLP endpoint above (never sent to Langfuse,
     never shown: they often carry an ``authorization`` or a tenant id)."""
-    otlp_endpoints: Annotated[tuple[str, ...], NoDecode] = Field(
+    otlp_endpoints: tuple[str, ...] = Field(
         default=(), validation_alias=AliasChoices("APPSDK_OTLP_ENDPOINTS")
     )
     """More OTLP/HTTP traces endpoints (full URLs, comma-separated), for dual export."""
@@ -292,6 +301,16 @@ for _alias, _name in _FIELD_OF_VARIABLE.items():
     _VARIABLES[_name] = f"{_VARIABLES.get(_name, _name)} / {_alias}"
 
 
+def _from_environment() -> dict[str, str]:
+    """Each field's value from the first of its variables that is set."""
+    environ = os.environ
+    values: dict[str, str] = {}
+    for alias, field in _FIELD_OF_VARIABLE.items():
+        if field not in values and alias in environ:
+            values[field] = environ[alias]
+    return values
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Resolve settings from arguments and the environment, and check them.
 
@@ -306,10 +325,9 @@ def load_settings(**overrides: Any) -> Settings:
             "is not a setting of appsdk.configure()",
             f"use one of: {', '.join(sorted(Settings.model_fields))}",
         )
+    values: dict[str, Any] = {**_from_environment(), **given}
     try:
-        settings = Settings(**given)
-    except SettingsError as exc:
-        raise ConfigError("environment", str(exc), "correct the variable named") from None
+        settings = Settings.model_validate(values)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = str(error["loc"][0]) if error["loc"] else "settings"

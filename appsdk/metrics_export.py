@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import logging
 import re
+import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,10 +21,12 @@ from appsdk.errors import safe_url
 if TYPE_CHECKING:
     from appsdk.config import Settings
 
-__all__ = ["install_meter_provider"]
+__all__ = ["install_meter_provider", "install_pending", "install_when_used"]
 
 _log = logging.getLogger("appsdk")
 _installed: Any = None
+_pending: Settings | None = None
+_lock = threading.Lock()
 _URLISH = re.compile(r"\S+://\S+|\S*\?\S+")
 
 
@@ -43,6 +46,27 @@ _EXPORTER_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.http.metric_exporter",
     "opentelemetry.exporter.otlp.proto.http._common",
 )
+
+
+def install_when_used(settings: Settings) -> None:
+    """Install the meter provider for ``settings`` when the first metric is recorded.
+
+    The metrics SDK and its exporter take longer to load than the rest of ``configure()``; an
+    application that records none (no llm-d client call) never loads them.
+    """
+    global _pending
+    _pending = settings
+
+
+def install_pending() -> None:
+    """Install the provider :func:`install_when_used` asked for, once; cheap when there is none."""
+    global _pending
+    if _pending is None:
+        return
+    with _lock:
+        settings, _pending = _pending, None
+        if settings is not None:
+            install_meter_provider(settings)
 
 
 def install_meter_provider(settings: Settings) -> Any:

@@ -581,9 +581,9 @@ def configure(
     if settings.langfuse_enabled:
         # Off the caller's thread: checking the outbox loads the feedback client (httpx).
         threading.Thread(target=_resume_feedback, name="appsdk-resume", daemon=True).start()
-    from appsdk.metrics_export import install_meter_provider
+    from appsdk.metrics_export import install_when_used
 
-    install_meter_provider(settings)
+    install_when_used(settings)
     return pipeline
 
 

@@ -25,8 +25,9 @@ SECTIONS = (
         "Against peers, export included",
         peers,
         "The same decorated pair (`outer` calling `inner`, a string of the payload size in and "
-        "another out) traced by each SDK in its own process and virtualenv (appsdk in the "
-        "repo's; peers pinned in `benchmarks/peers.py`, created under `.bench-envs/`), each "
+        "another out) traced by each SDK in its own process and virtualenv (created under "
+        "`.bench-envs/`: appsdk with its runtime dependencies only, peers pinned in "
+        "`benchmarks/peers.py`), each "
         "configured its documented way and exporting OTLP/HTTP with its default batching to one "
         "receiver in another process on loopback; the SDKs take turns, one process each per "
         "round. The bare OTel span sets appsdk's attributes by hand (input as JSON, output); "

@@ -1,7 +1,8 @@
 """GenAI client metrics through the OpenTelemetry metrics API.
 
 Without a MeterProvider the API hands out no-op instruments, so this costs next to nothing
-until the application (or ``appsdk.configure`` with an OTLP endpoint) installs one.
+until the application (or ``appsdk.configure`` with an OTLP endpoint, at the first
+measurement) installs one.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from functools import cache
 from typing import Any
 
 from opentelemetry import metrics
+
+from appsdk.metrics_export import install_pending
 
 __all__ = ["record_duration", "record_first_chunk", "record_tokens"]
 
@@ -32,8 +35,13 @@ _DURATION_BUCKETS = (
 _TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 
 
-@cache
 def _instruments() -> dict[str, Any]:
+    install_pending()  # the provider configure() asked for, at the first measurement
+    return _created()
+
+
+@cache
+def _created() -> dict[str, Any]:
     meter = metrics.get_meter("appsdk")
     return {
         "tokens": meter.create_histogram(

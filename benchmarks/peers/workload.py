@@ -271,6 +271,7 @@ def main() -> None:
     if mode == "start":
         outer, flush = build(sdk, endpoint)
         outer(prepare(32)(0))
+        print("@@CALLED", flush=True)
         flush()
         print("@@READY", flush=True)
         return
