@@ -41,10 +41,11 @@ if TYPE_CHECKING:
     )
     from appsdk.llmd import AsyncLLMDClient, LLMDClient, LLMDError, LLMDOptions, RetryPolicy
     from appsdk.observation import Observation
-    from appsdk.pipeline import Pipeline, configure, flush, shutdown, stats
+    from appsdk.pipeline import Pipeline
     from appsdk.policy import CaptureMode, Policy
     from appsdk.pricing import ModelPrice, PriceTable
     from appsdk.prompts import get_prompt, use_prompt
+    from appsdk.runtime import configure, flush, shutdown, stats
     from appsdk.sampling import Sampling, SamplingRule
     from appsdk.trace_context import ContextThreadPoolExecutor, trace_attributes, wrap_context
 
@@ -70,10 +71,10 @@ _WHERE = {
     "start_observation": "appsdk.decorator",
     "update_current_observation": "appsdk.decorator",
     "Pipeline": "appsdk.pipeline",
-    "configure": "appsdk.pipeline",
-    "flush": "appsdk.pipeline",
-    "shutdown": "appsdk.pipeline",
-    "stats": "appsdk.pipeline",
+    "configure": "appsdk.runtime",
+    "flush": "appsdk.runtime",
+    "shutdown": "appsdk.runtime",
+    "stats": "appsdk.runtime",
     "CaptureMode": "appsdk.policy",
     "Policy": "appsdk.policy",
     "ModelPrice": "appsdk.pricing",

@@ -297,7 +297,7 @@ def spool_flush(timeout: Annotated[float, typer.Option(help="Seconds to try.")] 
     Batches spooled for other destinations (another Langfuse project, another tenant) are
     not sent; ``appsdk spool status`` lists them.
     """
-    from appsdk import pipeline
+    from appsdk import runtime
     from appsdk.config import load_settings
     from appsdk.spool import Spool
 
@@ -308,7 +308,7 @@ def spool_flush(timeout: Annotated[float, typer.Option(help="Seconds to try.")] 
         with _reading(where, *spool_file):
             if _exists(where):
                 Spool(where).close()
-        current = pipeline.configure(local_store="never")
+        current = runtime.configure(local_store="never")
     except AppSDKError as exc:
         raise _fail(str(exc)) from None
     try:
@@ -330,7 +330,7 @@ def spool_flush(timeout: Annotated[float, typer.Option(help="Seconds to try.")] 
                 else []
             )
     finally:
-        pipeline.shutdown()
+        runtime.shutdown()
     console = Console(soft_wrap=True)
     if not wanted:
         console.print(

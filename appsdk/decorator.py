@@ -22,6 +22,7 @@ from opentelemetry import trace as trace_api
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 from appsdk import pipeline as _pipeline
+from appsdk import runtime as _runtime
 from appsdk import semconv, span_policy
 from appsdk.observation import UNSET, Observation
 from appsdk.policy import ContentKind, Policy, PolicyEngine
@@ -217,7 +218,7 @@ def _begin(options: _Options, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     trace_id = kwargs.pop("langfuse_trace_id", None)
     parent_id = kwargs.pop("langfuse_parent_observation_id", None)
     public_key = kwargs.pop("langfuse_public_key", None)
-    pipeline = _pipeline.current()
+    pipeline = _runtime.current()
     if pipeline is None:
         return None
     if public_key is not None and public_key != pipeline.settings.langfuse_public_key:
@@ -445,7 +446,7 @@ def start_observation(
         ...     gen.update(output=text, usage={"input": 12, "output": 40})
     """
     obs_type = _valid_type(as_type)
-    pipeline = _pipeline.current()
+    pipeline = _runtime.current()
     if pipeline is None:
         return Observation(trace_api.INVALID_SPAN, obs_type, _NOOP_POLICY)
     explicit = policy.engine if policy is not None else None
@@ -467,7 +468,7 @@ def _current_observation() -> Observation | None:
         return None
     policy = span_policy.policy_of(span)
     if policy is None:
-        pipeline = _pipeline.current()
+        pipeline = _runtime.current()
         policy = pipeline.engine if pipeline is not None else _NOOP_POLICY
     attributes = getattr(span, "attributes", None) or {}
     return Observation(span, str(attributes.get(semconv.LF_TYPE, "span")), policy)

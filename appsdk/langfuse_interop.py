@@ -1,4 +1,5 @@
-"""What Langfuse's own span processor adds to a span when it starts, done on appsdk's path.
+"""Living with the langfuse SDK: what its span processor would do, done on appsdk's path, the
+spans that go to Langfuse, and the langfuse client (prompts, scores) on appsdk's provider.
 
 appsdk keeps langfuse's ``LangfuseSpanProcessor`` off its provider (it would export every span
 twice and cost each one tens of microseconds), so the two things that processor contributes at
@@ -10,21 +11,41 @@ span start are done here instead, with the same rules:
 - ``langfuse.internal.is_app_root`` on the top-most span this process exports to Langfuse (no
   local parent that is exported too), which Langfuse's events table counts as a root even when
   the trace arrived with a remote parent.
+
+Which spans Langfuse receives follows langfuse's own filter (:func:`langfuse_span_filter`).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import baggage
 from opentelemetry.context import Context, get_current
-from opentelemetry.sdk.trace import ReadableSpan, Span
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.trace import get_current_span
 
-__all__ = ["IS_APP_ROOT", "mark_app_root", "propagated_attributes"]
+from appsdk import semconv
 
+if TYPE_CHECKING:
+    from appsdk.config import Settings
+    from appsdk.pipeline import Pipeline
+
+__all__ = [
+    "IS_APP_ROOT",
+    "attach_langfuse_client",
+    "is_langfuse_processor",
+    "langfuse_filter_for",
+    "langfuse_span_filter",
+    "make_langfuse_client",
+    "mark_app_root",
+    "propagated_attributes",
+]
+
+_log = logging.getLogger("appsdk")
+SpanFilter = Callable[[ReadableSpan], bool]
 IS_APP_ROOT = "langfuse.internal.is_app_root"
 _EXPORTED = "_appsdk_langfuse_exported"
 _TRACE_ID_BAGGAGE_KEY = "langfuse_trace_id"  # langfuse's claim that an upstream owns the root
@@ -79,3 +100,66 @@ def mark_app_root(
         return False
     span.set_attribute(IS_APP_ROOT, True)
     return True
+
+
+def is_langfuse_processor(processor: SpanProcessor) -> bool:
+    """Whether ``processor`` is langfuse's own span processor (matched by name: not imported)."""
+    return type(processor).__name__ == "LangfuseSpanProcessor"
+
+
+def langfuse_span_filter(span: ReadableSpan) -> bool:
+    """Which spans go to Langfuse: appsdk's and langfuse's own, GenAI spans, HTTP client spans."""
+    scope = span.instrumentation_scope
+    name = scope.name if scope is not None else ""
+    if name in (semconv.TRACER_NAME, "langfuse-sdk") or name.startswith(
+        ("opentelemetry.instrumentation.httpx", "appsdk")
+    ):
+        return True
+    return any(key.startswith(("gen_ai.", "langfuse.")) for key in (span.attributes or {}))
+
+
+def langfuse_filter_for(provider: TracerProvider, settings: Settings) -> SpanFilter:
+    """Langfuse's filter, minus what a langfuse processor already on the provider exports."""
+    active = getattr(provider, "_active_span_processor", None)
+    for processor in getattr(active, "_span_processors", ()):
+        if is_langfuse_processor(processor) and (
+            getattr(processor, "public_key", None) == settings.langfuse_public_key
+        ):
+            theirs: SpanFilter = getattr(processor, "_should_export_span", langfuse_span_filter)
+            _log.warning(
+                "appsdk: a langfuse client created before appsdk.configure() exports some spans "
+                "itself; appsdk leaves those to it. Call appsdk.configure() first to avoid its "
+                "per-span cost."
+            )
+            return lambda span: langfuse_span_filter(span) and not theirs(span)
+    return langfuse_span_filter
+
+
+def make_langfuse_client(pipeline: Pipeline) -> Any:
+    """The langfuse client (prompts, scores, its @observe) on appsdk's provider, or None."""
+    settings = pipeline.settings
+    try:
+        from langfuse import Langfuse
+
+        assert settings.langfuse_secret_key is not None
+        return Langfuse(
+            public_key=settings.langfuse_public_key,
+            secret_key=settings.langfuse_secret_key.get_secret_value(),
+            base_url=settings.langfuse_url,
+            environment=settings.environment,
+            release=settings.release,
+            tracer_provider=pipeline.provider,
+        )
+    except Exception as exc:  # prompts and scores degrade; tracing goes on
+        _log.warning("appsdk: could not create the langfuse client: %s", type(exc).__name__)
+        return None
+
+
+def attach_langfuse_client(pipeline: Pipeline) -> None:
+    """Make the langfuse client now if the application uses langfuse, else on first use.
+
+    An application that imported langfuse calls ``langfuse.get_client()``, which must find
+    appsdk's client (with the configured keys); one that did not is spared the import.
+    """
+    if pipeline.settings.langfuse_enabled and "langfuse" in sys.modules:
+        _ = pipeline.langfuse_client

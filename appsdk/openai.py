@@ -30,7 +30,7 @@ from opentelemetry import context as context_api
 from opentelemetry import propagate
 from opentelemetry import trace as trace_api
 
-from appsdk import pipeline as _pipeline
+from appsdk import runtime as _runtime
 from appsdk.llmd import headers as h
 from appsdk.llmd.base import filtered_baggage
 from appsdk.llmd.calls import Call, build_call, record_answer
@@ -95,7 +95,7 @@ class _Tracing:
     def allowed_baggage(self) -> tuple[str, ...]:
         if self.policy is not None:
             return self.policy.baggage_allow
-        pipeline = _pipeline.current()
+        pipeline = _runtime.current()
         return pipeline.policy.baggage_allow if pipeline is not None else ()
 
     def wire_headers(self, call: Call, generation: Generation) -> dict[str, str]:

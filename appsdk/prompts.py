@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from appsdk import pipeline as _pipeline
+from appsdk import runtime as _runtime
 from appsdk.errors import AppSDKError
 
 __all__ = ["LocalPrompt", "PromptError", "active_prompt", "get_prompt", "use_prompt"]
@@ -150,7 +150,7 @@ def get_prompt(
     Raises:
         PromptError: the prompt does not exist or cannot be fetched, and there is no fallback.
     """
-    pipeline = _pipeline.current()
+    pipeline = _runtime.current()
     client = pipeline.langfuse_client if pipeline is not None else None
     if client is not None and folder is None:
         try:

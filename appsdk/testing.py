@@ -21,7 +21,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from appsdk import pipeline as _pipeline
+from appsdk import runtime as _runtime
 from appsdk import semconv
 from appsdk.policy import Policy
 from appsdk.render import decoded
@@ -126,10 +126,10 @@ class _CaptureProcessor:
 def capture_spans(*, policy: Policy | None = None, **options: Any) -> Iterator[SpanCapture]:
     """Configure appsdk with nothing but an in-memory capture; shut it down afterwards."""
     options.setdefault("local_store", "never")
-    pipeline = _pipeline.configure(policy=policy, **options)
+    pipeline = _runtime.configure(policy=policy, **options)
     collector = _Collector()
     pipeline.add_exporter(_CaptureProcessor(collector), None)
     try:
         yield SpanCapture(collector)
     finally:
-        _pipeline.shutdown()
+        _runtime.shutdown()

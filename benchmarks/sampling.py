@@ -13,7 +13,7 @@ from typing import Any
 
 import appsdk
 from appsdk import Sampling
-from appsdk import pipeline as _pipeline
+from appsdk import runtime as _runtime
 from benchmarks.common import rounds_of, table
 from tests.servers import otlp_receiver
 
@@ -55,7 +55,7 @@ def run(quick: bool = False) -> tuple[str, dict[str, float]]:
             unsampled += _per_call(0.0, receiver.traces_url, folder, calls, rounds)
         # A sustained load of unsampled traces: the buffer must stay within its bound.
         _per_call(0.0, receiver.traces_url, folder, calls * 5, rounds)
-        pipeline = _pipeline.current()
+        pipeline = _runtime.current()
         assert pipeline is not None and pipeline.retention is not None
         held = pipeline.retention.stats()
         appsdk.shutdown()

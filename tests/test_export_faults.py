@@ -60,9 +60,9 @@ def test_a_transient_answer_is_retried_and_everything_arrives_once(
         _configure(receiver, tmp_path)
         _spans(30)
         assert appsdk.flush()
-        from appsdk import pipeline
+        from appsdk import runtime
 
-        current = pipeline.current()
+        current = runtime.current()
         assert current is not None and current.drain_spool(timeout_s=20)
         (stats,) = appsdk.stats().values()
     delivered = _delivered_ids(receiver)
@@ -78,9 +78,9 @@ def test_a_batch_too_large_is_split_down_to_what_the_backend_takes(tmp_path: Pat
         _configure(receiver, tmp_path)
         _spans(10)
         assert appsdk.flush()
-        from appsdk import pipeline
+        from appsdk import runtime
 
-        current = pipeline.current()
+        current = runtime.current()
         assert current is not None and current.drain_spool(timeout_s=20)
         (stats,) = appsdk.stats().values()
     delivered = _delivered_ids(receiver)
@@ -175,9 +175,9 @@ def test_retry_after_is_honoured_by_an_explicit_drain(tmp_path: Path) -> None:
         _configure(receiver, tmp_path)
         _spans(5)
         assert appsdk.flush()
-        from appsdk import pipeline
+        from appsdk import runtime
 
-        current = pipeline.current()
+        current = runtime.current()
         assert current is not None
         assert not current.drain_spool(timeout_s=1.5)
         assert not current.drain_spool(timeout_s=1.0)

@@ -19,7 +19,7 @@ from tests.servers import OTLPReceiver, otlp_receiver
 
 
 def _tracer() -> trace.Tracer:
-    pipeline = appsdk.pipeline.current()
+    pipeline = appsdk.runtime.current()
     assert pipeline is not None
     return pipeline.tracer
 

@@ -78,7 +78,7 @@ def _received_bytes(receiver: OTLPReceiver, since: int) -> bytes:
 def test_no_planted_secret_reaches_the_wire_under_the_default_policy(
     module_receiver: OTLPReceiver, data: st.DataObject, planted: list[tuple[str, str]]
 ) -> None:
-    if appsdk.pipeline.current() is None:
+    if appsdk.runtime.current() is None:
         _configure(module_receiver)
     text = data.draw(prose_with([value for _, value in planted]))
     since = len(module_receiver.requests)

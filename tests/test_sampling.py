@@ -11,7 +11,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 import appsdk
-from appsdk import pipeline as _pipeline
+from appsdk import runtime as _runtime
 from appsdk import sim
 from appsdk.sampling import (
     DECISION_ATTRIBUTE,
@@ -41,7 +41,7 @@ def test_rules_failures_and_bad_ratings_are_kept_and_the_rest_sampled_at_the_rat
         capture_spans(sampling=sampling) as captured,
         appsdk.LLMDClient(base_url=simulator.base_url) as client,
     ):
-        pipeline = _pipeline.current()
+        pipeline = _runtime.current()
         assert pipeline is not None and pipeline.retention is not None
         pipeline.retention.clock = lambda: now[0]
 

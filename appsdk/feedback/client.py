@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import ValidationError
 
-from appsdk import pipeline as _pipeline
+from appsdk import runtime as _runtime
 from appsdk.config import Settings, load_settings
 from appsdk.errors import AppSDKError
 from appsdk.feedback.delivery import Verdict, backoff_delay, classify, partial_verdict
@@ -122,7 +122,7 @@ class FeedbackClient:
         lease_s: float | None = None,
         start: bool = True,
     ) -> None:
-        pipeline = _pipeline.current()
+        pipeline = _runtime.current()
         self.settings = settings or (pipeline.settings if pipeline is not None else load_settings())
         engine = (
             policy.engine
@@ -193,7 +193,7 @@ class FeedbackClient:
         else:
             self.outbox.put(feedback.id, payload)
             self._wake.set()
-        pipeline = _pipeline.current()
+        pipeline = _runtime.current()
         if pipeline is not None:
             try:  # a negative rating keeps a trace sampling dropped (stored first, whatever)
                 pipeline.feedback(feedback.trace_id, feedback.name, feedback.value)
@@ -492,7 +492,7 @@ def default_client() -> FeedbackClient:
     pending ratings stay in the outbox and the new client delivers them.
     """
     global _default, _default_owner
-    pipeline = _pipeline.current()
+    pipeline = _runtime.current()
     stale: FeedbackClient | None = None
     with _default_lock:
         if _default is not None and pipeline is not None and _default_owner is not pipeline:
@@ -528,7 +528,7 @@ def start_default_if_pending() -> bool:
     Returns:
         True when the default client runs (it already did, or was started now).
     """
-    pipeline = _pipeline.current()
+    pipeline = _runtime.current()
     with _default_lock:
         if _default is not None and _default_owner is pipeline:
             return True

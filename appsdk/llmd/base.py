@@ -18,7 +18,7 @@ from opentelemetry import baggage
 from opentelemetry import context as context_api
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-from appsdk import pipeline as _pipeline
+from appsdk import runtime as _runtime
 from appsdk.llmd import headers as h
 from appsdk.llmd.body import ACCEPT_ENCODING, BodyReader, UnsupportedEncoding
 from appsdk.llmd.calls import Call, build_call, encode_body
@@ -236,7 +236,7 @@ class LLMDBase:
     def _allowed_baggage(self) -> tuple[str, ...]:
         if self._policy is not None:
             return self._policy.baggage_allow
-        pipeline = _pipeline.current()
+        pipeline = _runtime.current()
         return pipeline.policy.baggage_allow if pipeline is not None else ()
 
     def _prepare(self, operation: str, stream: bool, params: dict[str, Any]) -> Call:

@@ -20,7 +20,7 @@ from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
 from opentelemetry.trace import SpanKind
 
-from appsdk import pipeline as _pipeline
+from appsdk import runtime as _runtime
 from appsdk import semconv, span_policy
 from appsdk.llmd import metrics
 from appsdk.llmd.models import Usage
@@ -95,7 +95,7 @@ class Generation:
         self.response_model: str | None = None
         self._token: object | None = None
         self._tokens: tuple[int, int] | None = None
-        pipeline = _pipeline.current()
+        pipeline = _runtime.current()
         if pipeline is None:
             self.observation: Observation | None = None
             return

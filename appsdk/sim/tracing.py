@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.requests import Request
 
-from appsdk import pipeline as _pipeline
+from appsdk import runtime as _runtime
 
 __all__ = ["PipelineExporter", "SimTracing"]
 
@@ -33,7 +33,7 @@ class PipelineExporter(SpanExporter):
     the application's own spans go (the local store, Langfuse, an OTLP collector)."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        pipeline = _pipeline.current()
+        pipeline = _runtime.current()
         if pipeline is None:
             return SpanExportResult.FAILURE
         for span in spans:

@@ -1,0 +1,249 @@
+"""The process's tracing runtime: ``configure()``, ``current()``, ``flush()``, ``shutdown()``.
+
+``configure()`` builds a :class:`~appsdk.pipeline.Pipeline` from the settings (one batch
+exporter per backend, the spool, the local store) and installs it: appsdk's provider becomes
+the global OpenTelemetry TracerProvider (or, if the application installed its own SDK provider
+first, appsdk's slot rides on that one). Re-configuring swaps what the slot points at; the
+provider itself lives as long as the process. Process exit, SIGTERM and forked workers are
+wired through :mod:`appsdk.lifecycle`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace as trace_api
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+from appsdk import lifecycle
+from appsdk.batching import BatchExportProcessor
+from appsdk.errors import StoreError
+from appsdk.langfuse_interop import attach_langfuse_client, langfuse_filter_for
+from appsdk.pipeline import Pipeline, feedback_client_module
+from appsdk.policy import Policy
+from appsdk.provider import AppTracerProvider, DelegatingSampler, PipelineSlot
+from appsdk.spool import Spool, exporter_key
+
+if TYPE_CHECKING:
+    from appsdk.config import Settings
+    from appsdk.sampling import Sampling
+
+__all__ = ["configure", "current", "flush", "shutdown", "stats"]
+
+_log = logging.getLogger("appsdk")
+
+_state_lock = threading.Lock()
+_slot = PipelineSlot()
+_sampler = DelegatingSampler()
+_provider: TracerProvider | None = None
+_retired: Pipeline | None = None
+
+
+def current() -> Pipeline | None:
+    """The installed pipeline, or None before ``configure()``."""
+    return _slot.pipeline
+
+
+def _install_provider(settings: Settings) -> TracerProvider:
+    global _provider
+    if _provider is not None:
+        running = _provider.resource.attributes.get("service.name")
+        if settings.service_name and settings.service_name != running:
+            # OpenTelemetry sets a process's provider, and so its resource, once.
+            _log.warning(
+                "appsdk: service_name %r does not apply: this process already traces as %r "
+                "(the OpenTelemetry resource is set once per process; restart to change it). "
+                "Every other setting of this configure() call applies.",
+                settings.service_name,
+                running,
+            )
+        return _provider
+    existing = trace_api.get_tracer_provider()
+    if isinstance(existing, TracerProvider):
+        # The application owns the provider: ride along on it.
+        existing.add_span_processor(_slot)
+        _provider = existing
+        return existing
+    resource_attrs: dict[str, Any] = {}
+    if settings.service_name:
+        resource_attrs["service.name"] = settings.service_name
+    provider = AppTracerProvider(Resource.create(resource_attrs), _slot, _sampler)
+    trace_api.set_tracer_provider(provider)
+    _provider = provider
+    return provider
+
+
+def _open_spool(settings: Settings, pipeline: Pipeline) -> Spool | None:
+    if not settings.spool or not (settings.langfuse_enabled or settings.extra_otlp_endpoints()):
+        return None
+
+    def count_eviction(key: object, spans: int) -> None:
+        for processor, _ in pipeline.processors:
+            if getattr(processor, "spool_key", None) == key:
+                processor.evicted(spans)  # type: ignore[attr-defined]
+
+    try:
+        return Spool(
+            settings.spool_path,
+            max_bytes=settings.spool_max_bytes,
+            max_age_s=settings.spool_max_age_s,
+            on_evict=count_eviction,
+        )
+    except StoreError as exc:
+        _log.warning("appsdk: no spool (%s); spans a backend cannot take are dropped", exc)
+        return None
+
+
+def _build(
+    settings: Settings, provider: TracerProvider, policy: Policy, sampling: Sampling | None
+) -> Pipeline:
+    # Imported here: httpx and the store are not needed until a pipeline is built.
+    from appsdk.otlp import OTLPHttpExporter, langfuse_exporter
+    from appsdk.store.exporter import LocalStoreExporter
+
+    pipeline = Pipeline(settings, provider, policy, sampling)
+    spool = _open_spool(settings, pipeline)
+    pipeline.spool = spool
+    batching: dict[str, Any] = {
+        "max_queue_size": settings.max_queue_size,
+        "max_export_batch_size": settings.max_export_batch_size,
+        "schedule_delay_s": settings.schedule_delay_ms / 1000,
+    }
+    if settings.langfuse_enabled:
+        assert settings.langfuse_public_key and settings.langfuse_secret_key
+        exporter = langfuse_exporter(
+            base_url=settings.langfuse_url,
+            public_key=settings.langfuse_public_key,
+            secret_key=settings.langfuse_secret_key.get_secret_value(),
+            timeout_s=settings.export_timeout_s,
+        )
+        pipeline.add_exporter(
+            BatchExportProcessor(
+                exporter,
+                name="langfuse",
+                spool=spool,
+                spool_key=settings.langfuse_destination(),
+                **batching,
+            ),
+            langfuse_filter_for(provider, settings),
+        )
+    for index, (url, headers) in enumerate(settings.extra_otlp_endpoints()):
+        name = "otlp" if index == 0 else f"otlp-{index}"
+        exporter = OTLPHttpExporter(
+            name=name, endpoint=url, headers=headers, timeout_s=settings.export_timeout_s
+        )
+        processor = BatchExportProcessor(
+            exporter,
+            name=name,
+            spool=spool,
+            spool_key=exporter_key(name, url, headers),
+            **batching,
+        )
+        pipeline.add_exporter(processor, None)
+    if settings.local_store_enabled:
+        pipeline.add_exporter(
+            BatchExportProcessor(LocalStoreExporter(settings.store_path), name="local", **batching),
+            None,
+        )
+    return pipeline
+
+
+def configure(
+    *, policy: Policy | None = None, sampling: Sampling | None = None, **options: Any
+) -> Pipeline:
+    """Install appsdk's tracing pipeline and return it.
+
+    Args:
+        policy: what content is recorded; default :meth:`Policy.from_env` (redacted).
+        options: any field of :class:`appsdk.Settings`, e.g. ``langfuse_base_url=``,
+            ``otlp_endpoints=``, ``store_path=``; arguments win over environment variables.
+
+    Raises:
+        ConfigError: an option or environment variable is invalid.
+    """
+    from appsdk.config import load_settings
+
+    settings = load_settings(**options)
+    policy = policy if policy is not None else Policy.from_env()
+    if sampling is None and settings.sampling:
+        from appsdk.sampling import Sampling  # pydantic models: built only when used
+
+        sampling = Sampling.parse(settings.sampling)
+
+    if not settings.tracing_enabled:
+        # As langfuse's LANGFUSE_TRACING_ENABLED=false: decorated code runs untraced.
+        _log.info("appsdk: tracing is disabled (LANGFUSE_TRACING_ENABLED=false)")
+        shutdown()
+        return Pipeline(settings, trace_api.get_tracer_provider(), policy)  # type: ignore[arg-type]
+    with _state_lock:
+        provider = _install_provider(settings)
+        pipeline = _build(settings, provider, policy, sampling)
+        previous, _slot.pipeline = _slot.pipeline, pipeline
+        _sampler.target = pipeline.sampler
+        lifecycle.install(stop=_shutdown_at_exit, flush=_flush_at_signal)
+    if previous is not None:
+        previous.shutdown()
+    attach_langfuse_client(pipeline)
+    if settings.langfuse_enabled:
+        # Off the caller's thread: checking the outbox loads the feedback client (httpx).
+        threading.Thread(target=_resume_feedback, name="appsdk-resume", daemon=True).start()
+    from appsdk.metrics_export import install_when_used
+
+    install_when_used(settings)
+    return pipeline
+
+
+def _resume_feedback() -> None:
+    """Ratings a previous process left in the outbox are delivered without a new submission."""
+    try:
+        from appsdk.feedback.client import start_default_if_pending
+
+        start_default_if_pending()
+    except Exception:  # tracing works on whatever the outbox's state
+        _log.debug("appsdk: could not resume pending feedback", exc_info=True)
+
+
+def _flush_at_signal() -> None:
+    pipeline = _slot.pipeline
+    if pipeline is not None:
+        pipeline.flush(pipeline.settings.shutdown_timeout_s)
+
+
+def _shutdown_at_exit() -> None:
+    pipeline = _slot.pipeline
+    if pipeline is not None:
+        pipeline.shutdown(end_open=True)
+
+
+def flush(timeout_s: float = 5.0) -> bool:
+    """Export every span ended so far and deliver pending feedback; False at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    pipeline = _slot.pipeline
+    done = pipeline.flush(timeout_s) if pipeline is not None else True
+    feedback = feedback_client_module()
+    if feedback is not None:
+        done = feedback.flush_default(max(0.0, deadline - time.monotonic())) and done
+    return done
+
+
+def shutdown(timeout_s: float | None = None) -> None:
+    """Flush and stop the pipeline within ``timeout_s``; tracing becomes a no-op."""
+    global _retired
+    with _state_lock:
+        pipeline, _slot.pipeline = _slot.pipeline, None
+        _retired = pipeline or _retired
+    if pipeline is not None:
+        pipeline.shutdown(timeout_s, end_open=True)
+
+
+def stats() -> dict[str, dict[str, int]]:
+    """Per exporter: spans exported, export failures, and spans dropped (queue full, shutdown).
+
+    After ``shutdown()`` this still reports the pipeline that was shut down.
+    """
+    pipeline = _slot.pipeline or _retired
+    return pipeline.stats() if pipeline is not None else {}
