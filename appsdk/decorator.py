@@ -7,13 +7,13 @@ serialized twice and nothing is exported on the caller's thread.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 import inspect
 import logging
 import os
 import re
+import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar, overload
 
@@ -39,9 +39,20 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 _log = logging.getLogger("appsdk")
 _NOOP_POLICY = Policy.none().engine
+
+
 # What marks an observation ERROR, as in langfuse: an exit (SystemExit, KeyboardInterrupt,
 # GeneratorExit) only ends it.
-_FAILURES = (Exception, asyncio.CancelledError)
+def _is_failure(error: BaseException) -> bool:
+    """An error the observation records: any Exception, and asyncio's cancellation (langfuse
+    records it too). SystemExit, KeyboardInterrupt and GeneratorExit end it without one."""
+    if isinstance(error, Exception):
+        return True
+    # Only a process running asyncio can be cancelled by it: asyncio is not imported for this.
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and isinstance(error, asyncio.CancelledError)
+
+
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 _SPAN_ID = re.compile(r"[0-9a-fA-F]{16}")
 _SPECIAL_KWARGS = ("langfuse_trace_id", "langfuse_parent_observation_id", "langfuse_public_key")
@@ -269,6 +280,14 @@ def _finish(observation: Observation, options: _Options, result: Any) -> Any:
     return result
 
 
+def _end_with(observation: Observation, error: BaseException) -> None:
+    """End ``observation`` as the call that raised ``error`` ended: failed, or exited."""
+    if _is_failure(error):
+        observation.fail(error)
+    else:
+        observation.end()
+
+
 def _sync_wrapper(function: Callable[..., Any], options: _Options) -> Callable[..., Any]:
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -277,11 +296,8 @@ def _sync_wrapper(function: Callable[..., Any], options: _Options) -> Callable[.
             return function(*args, **kwargs)
         try:
             result = function(*args, **kwargs)
-        except _FAILURES as error:
-            observation.fail(error)
-            raise
-        except BaseException:  # SystemExit, KeyboardInterrupt: an exit, not an error
-            observation.end()
+        except BaseException as error:
+            _end_with(observation, error)
             raise
         return _finish(observation, options, result)
 
@@ -296,11 +312,8 @@ def _async_wrapper(function: Callable[..., Any], options: _Options) -> Callable[
             return await function(*args, **kwargs)
         try:
             result = await function(*args, **kwargs)
-        except _FAILURES as error:  # CancelledError too, as langfuse records it
-            observation.fail(error)
-            raise
-        except BaseException:
-            observation.end()
+        except BaseException as error:
+            _end_with(observation, error)
             raise
         return _finish(observation, options, result)
 
@@ -367,9 +380,7 @@ class _TracedSteps:
 
     def _end_by(self, error: BaseException) -> None:
         """The iteration stopped: exhausted or exited (ended), or failed (marked ERROR)."""
-        if isinstance(error, StopIteration | StopAsyncIteration) or not isinstance(
-            error, _FAILURES
-        ):
+        if isinstance(error, StopIteration | StopAsyncIteration) or not _is_failure(error):
             self._done()
         else:
             self._observation.fail(error)
@@ -404,6 +415,13 @@ class _TracedGenerator(_TracedSteps, Iterator[Any]):
         self._done()
 
 
+def _asyncio() -> Any:
+    # Awaited only inside a running event loop, where asyncio is already imported.
+    import asyncio
+
+    return asyncio
+
+
 class _TracedAsyncGenerator(_TracedSteps, AsyncIterator[Any]):
     """The async twin of :class:`_TracedGenerator`."""
 
@@ -412,7 +430,7 @@ class _TracedAsyncGenerator(_TracedSteps, AsyncIterator[Any]):
 
     async def __anext__(self) -> Any:
         try:
-            item = await asyncio.create_task(self._generator.__anext__(), context=self._context)
+            item = await _asyncio().create_task(self._generator.__anext__(), context=self._context)
         except BaseException as error:
             self._end_by(error)
             raise
@@ -420,7 +438,7 @@ class _TracedAsyncGenerator(_TracedSteps, AsyncIterator[Any]):
 
     async def aclose(self) -> None:
         try:
-            await asyncio.create_task(self._generator.aclose(), context=self._context)
+            await _asyncio().create_task(self._generator.aclose(), context=self._context)
         except BaseException as error:
             self._end_by(error)
             raise

@@ -13,7 +13,6 @@ import contextvars
 import json
 import os
 import re
-import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -89,7 +88,12 @@ class LocalPrompt:
 
 def _load_file(path: Path) -> dict[str, Any]:
     text = path.read_text()
-    data: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    if path.suffix == ".toml":
+        import tomllib  # only for a TOML prompt file; not on every import
+
+        data: Any = tomllib.loads(text)
+    else:
+        data = json.loads(text)
     if not isinstance(data, dict) or not isinstance(data.get("versions"), list):
         raise PromptError(f"{path}: a prompt file holds {{'name', 'type', 'versions': [...]}}")
     return data
@@ -106,7 +110,7 @@ def _local_prompt(
         return None
     try:
         data = _load_file(path)
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
+    except ValueError as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
         raise PromptError(f"cannot read prompt file {path}: {exc}") from None
     wanted_label = label if label is not None or version is not None else DEFAULT_LABEL
     versions = sorted(data["versions"], key=lambda entry: int(entry.get("version", 0)))
