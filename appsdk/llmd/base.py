@@ -16,10 +16,10 @@ from typing import Any, Self, TypeVar
 import httpx
 from opentelemetry import baggage
 from opentelemetry import context as context_api
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
 from appsdk import runtime as _runtime
 from appsdk.llmd import headers as h
+from appsdk.llmd import http_span
 from appsdk.llmd.body import ACCEPT_ENCODING, BodyReader, UnsupportedEncoding
 from appsdk.llmd.calls import Call, build_call, encode_body
 from appsdk.llmd.errors import (
@@ -142,7 +142,8 @@ class LLMDBase:
         self._prices = prices if prices is not None else PriceTable.from_env()
         self._session_affinity = session_affinity
         self._session_token = None
-        HTTPXClientInstrumentor.instrument_client(self)  # type: ignore[arg-type]
+        # The httpx instrumentation's client span, ended when a streamed answer is.
+        http_span.instrument(self)  # type: ignore[arg-type]
         self._bind_namespaces()
 
     def _bind_namespaces(self) -> None:

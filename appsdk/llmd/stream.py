@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
+from appsdk.llmd import http_span
 from appsdk.llmd.base import already_read, encoding_of
 from appsdk.llmd.body import Decoder, EventParser, LimitExceeded
 from appsdk.llmd.calls import Call
@@ -254,6 +255,7 @@ class Stream(_StreamBase[ChunkT], Iterator[ChunkT]):
                     raise StopIteration
                 state.feed(raw)
             except (LLMDError, *_BROKEN) as exc:
+                http_span.failed(self.response, exc)
                 self.response.close()
                 raise state.fail(exc) from (None if isinstance(exc, LLMDError) else exc)
         chunk: ChunkT = ready.popleft()
@@ -261,9 +263,11 @@ class Stream(_StreamBase[ChunkT], Iterator[ChunkT]):
 
     def close(self) -> None:
         """Stop reading: the generation ends with what arrived, marked cancelled."""
-        if not self._state.finished:
-            self._state.cancel()
-        self.response.close()
+        try:
+            self.response.close()  # first: the HTTP span ends before its generation
+        finally:
+            if not self._state.finished:
+                self._state.cancel()
 
     def __enter__(self) -> Stream[ChunkT]:
         return self
@@ -308,6 +312,7 @@ class AsyncStream(_StreamBase[ChunkT], AsyncIterator[ChunkT]):
                     raise StopAsyncIteration
                 state.feed(raw)
             except (LLMDError, *_BROKEN) as exc:
+                http_span.failed(self.response, exc)
                 await self.response.aclose()
                 raise state.fail(exc) from (None if isinstance(exc, LLMDError) else exc)
         chunk: ChunkT = ready.popleft()
@@ -315,9 +320,11 @@ class AsyncStream(_StreamBase[ChunkT], AsyncIterator[ChunkT]):
 
     async def aclose(self) -> None:
         """Stop reading: the generation ends with what arrived, marked cancelled."""
-        if not self._state.finished:
-            self._state.cancel()
-        await self.response.aclose()
+        try:
+            await self.response.aclose()  # first: the HTTP span ends before its generation
+        finally:
+            if not self._state.finished:
+                self._state.cancel()
 
     close = aclose
     """openai's name for :meth:`aclose` on its ``AsyncStream``."""
@@ -329,7 +336,9 @@ class AsyncStream(_StreamBase[ChunkT], AsyncIterator[ChunkT]):
         await self.aclose()
 
     def __del__(self) -> None:
-        # No awaiting here: end the generation; the response is freed with its pool.
+        # No awaiting here: end the HTTP span, then the generation; the response is freed
+        # with its pool.
         state = getattr(self, "_state", None)
         if state is not None and not state.finished:
+            http_span.end(self.response)
             state.cancel()
