@@ -180,6 +180,20 @@ class _Guard:
         return safe if changed else None
 
 
+def _contents(span: ReadableSpan) -> tuple[Mapping[str, Any], bool, bool]:
+    """The span's attributes, and whether it has events and links.
+
+    Read from the SDK's own containers when they are there: its public properties copy on every
+    read (a mapping proxy iterated in Python, a tuple of each list), a cost every span paid.
+    """
+    attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
+    events = getattr(getattr(span, "_events", None), "_dq", None)
+    links = getattr(getattr(span, "_links", None), "_dq", None)
+    if type(attributes) is not dict or events is None or links is None:
+        return span.attributes or _NOTHING, bool(span.events), bool(span.links)
+    return attributes, bool(events), bool(links)
+
+
 def _error_type(span: ReadableSpan, attributes: Mapping[str, Any]) -> str:
     error_type = attributes.get(semconv.ERROR_TYPE)
     if isinstance(error_type, str):
@@ -203,20 +217,19 @@ def guard_span(
     """
     source = live if live is not None else span
     policy = policy_of(source) or default
-    attributes = span.attributes or _NOTHING
+    attributes, has_events, has_links = _contents(span)
     trusted = trusted_of(source) or _NOTHING
     status = span.status
-    events = span.events
     if (
-        not events
-        and not span.links
+        not has_events
+        and not has_links
         and status.description is None
         and all(trusted.get(key) is value for key, value in attributes.items())
         and policy.redactor.redact_repeated(span.name) == span.name
     ):
         return span  # the common case: everything on it was written through its policy
     guard = _Guard(policy, attributes.get(semconv.LF_TYPE) in semconv.GENERATION_LIKE_TYPES)
-    if status.status_code is StatusCode.ERROR or events:
+    if status.status_code is StatusCode.ERROR or has_events:
         guard.error_type = _error_type(span, attributes)
     new_attributes = guard.attributes(attributes, trusted)
     name = guard.text(span.name)

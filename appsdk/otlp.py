@@ -1,6 +1,7 @@
 """OTLP/HTTP (protobuf) span export to one endpoint: Langfuse's or any collector's.
 
-Encoding is the OpenTelemetry SDK's (``encode_spans``); sending is a plain httpx POST. We do
+Encoding is :mod:`appsdk.otlp_encoding` (the bytes of the SDK's ``encode_spans``, written
+directly, three times faster); sending is a plain httpx POST. We do
 not use ``OTLPSpanExporter`` itself because it merges ``OTEL_EXPORTER_OTLP_HEADERS`` into every
 instance (a collector's credentials would reach Langfuse), retries inside ``export`` past the
 caller's deadline, and logs every failed batch; here each endpoint has only its own headers, a
@@ -24,6 +25,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from appsdk.backoff import retry_after_s
 from appsdk.batching import ExportOutcome
 from appsdk.errors import safe_url
+from appsdk.otlp_encoding import encode_request
 
 if TYPE_CHECKING:
     import httpx
@@ -128,10 +130,7 @@ class OTLPHttpExporter(SpanExporter):
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         """The request body for ``spans``: OTLP protobuf, gzip-compressed if configured."""
-        # Imported on the export thread, at the first batch: not the application's wait.
-        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
-        body: bytes = encode_spans(spans).SerializeToString()
+        body = encode_request(spans)
         return gzip.compress(body, compresslevel=_GZIP_LEVEL) if self._compression else body
 
     def send(self, spans: Sequence[ReadableSpan]) -> ExportOutcome:
@@ -201,12 +200,8 @@ class OTLPHttpExporter(SpanExporter):
             client.close()
 
     def warm(self) -> None:
-        """Load what sending needs (the protobuf encoder, httpx); the export thread calls it
-        when it starts, so neither the application nor the first batch waits for it."""
-        from opentelemetry.exporter.otlp.proto.common.trace_encoder import (  # noqa: F401
-            encode_spans,
-        )
-
+        """Load what sending needs (httpx); the export thread calls it when it starts, so
+        neither the application nor the first batch waits for it."""
         self._http()
 
     def _http(self) -> httpx.Client:
