@@ -233,8 +233,8 @@ def guard_span(
         guard.error_type = _error_type(span, attributes)
     new_attributes = guard.attributes(attributes, trusted)
     name = guard.text(span.name)
-    events, events_changed = _guard_events(span, guard)
-    links, links_changed = _guard_links(span, guard)
+    events, events_changed = _guard_events(span, guard) if has_events else ([], False)
+    links, links_changed = _guard_links(span, guard) if has_links else ([], False)
     description = status.description
     if description:
         description = policy.error_message(guard.error_type, description)
