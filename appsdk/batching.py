@@ -21,17 +21,25 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 from appsdk.backoff import Backoff
 from appsdk.spool import Destination, Spool, exporter_key
 
-__all__ = ["BatchExportProcessor", "ExportOutcome", "ExportSink", "ExporterStats"]
+__all__ = [
+    "BatchExportProcessor",
+    "ExportOutcome",
+    "ExportSink",
+    "ExporterStats",
+    "PlainExporter",
+    "SpoolableExporter",
+]
 
 _log = logging.getLogger("appsdk")
 
@@ -87,6 +95,27 @@ class ExportSink(Protocol):
     def force_flush(self, timeout_millis: int = 30000) -> bool: ...
     def shutdown(self, timeout_s: float = 2.0) -> None: ...
     def snapshot(self) -> dict[str, int]: ...
+
+
+class PlainExporter(Protocol):
+    """What every exporter gives the processor: OpenTelemetry's ``SpanExporter`` calls."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult: ...
+    def shutdown(self) -> None: ...
+
+
+@runtime_checkable
+class SpoolableExporter(PlainExporter, Protocol):
+    """An exporter whose batches can wait in the spool: a batch is encoded once, and its bytes
+    are sent now or, from the spool, later (split in two when the backend answers 413).
+
+    :class:`appsdk.otlp.OTLPHttpExporter` declares it; a processor given a spool spools only
+    for an exporter that is one (the local store's writes need no spool).
+    """
+
+    def encode(self, spans: Sequence[ReadableSpan]) -> bytes: ...
+    def send_encoded(self, body: bytes, count: int) -> ExportOutcome: ...
+    def split(self, body: bytes) -> list[tuple[bytes, int]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,15 +210,15 @@ class BatchExportProcessor(SpanProcessor):
     """Queues ended, sampled spans and exports them in batches on a worker thread.
 
     Args:
-        spool: where batches wait while the backend is down (needs an exporter with
-            ``encode`` and ``send_encoded``, as :class:`appsdk.otlp.OTLPHttpExporter` has).
+        spool: where batches wait while the backend is down (used with a
+            :class:`SpoolableExporter`, as :class:`appsdk.otlp.OTLPHttpExporter` is).
         spool_key: the destination this exporter's batches are spooled for (its name, URL and
             credentials): only batches spooled for the same destination are sent.
     """
 
     def __init__(
         self,
-        exporter: SpanExporter,
+        exporter: PlainExporter,
         *,
         name: str,
         max_queue_size: int = 2048,
@@ -207,8 +236,8 @@ class BatchExportProcessor(SpanProcessor):
         # How long a batch waits for the request in flight before it goes to the spool: a
         # known outage puts batches on disk within about this long.
         self._handover_s = max(0.05, min(schedule_delay_s, 1.0))
-        spoolable = hasattr(exporter, "encode") and hasattr(exporter, "send_encoded")
-        self._spool = spool if spoolable else None
+        self._encoder = exporter if isinstance(exporter, SpoolableExporter) else None
+        self._spool = spool if self._encoder is not None else None
         self.spool_key = spool_key or exporter_key(name, name)
         self._backoff = Backoff()
         # Each spooled batch is claimed for as long as one send may take, and then some.
@@ -248,7 +277,7 @@ class BatchExportProcessor(SpanProcessor):
         )
         self._worker.start()
         if self._spool is not None:
-            send = self.exporter.send_encoded  # type: ignore[attr-defined]
+            send = self._encoding().send_encoded
             self._sender = _Sender(send, self._sent, self._wake.set, self.name)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -368,7 +397,7 @@ class BatchExportProcessor(SpanProcessor):
         """413: spool both halves in place of the batch; one span alone is rejected."""
         spool = self._spool_or_fail()
         try:
-            halves = self.exporter.split(job.body)  # type: ignore[attr-defined]
+            halves = self._encoding().split(job.body)
         except Exception as exc:
             _log.warning("appsdk: could not split a batch of %s: %s", self.name, exc)
             halves = []
@@ -390,6 +419,11 @@ class BatchExportProcessor(SpanProcessor):
     def _spool_or_fail(self) -> Spool:
         assert self._spool is not None
         return self._spool
+
+    def _encoding(self) -> SpoolableExporter:
+        """The exporter as a spoolable one (there is a spool only when it is one)."""
+        assert self._encoder is not None
+        return self._encoder
 
     def _spool_call(self, method: Any, *args: Any, **kwargs: Any) -> bool:
         """Call a spool method; a spool fault (full disk, read-only) is counted, never raised."""
@@ -430,7 +464,7 @@ class BatchExportProcessor(SpanProcessor):
         spool = self._spool
         assert spool is not None
         try:
-            body: bytes = self.exporter.encode(batch)  # type: ignore[attr-defined]
+            body = self._encoding().encode(batch)
         except Exception as exc:
             _log.warning(
                 "appsdk: could not encode %d spans for %s: %s",
@@ -551,7 +585,7 @@ class BatchExportProcessor(SpanProcessor):
         for start in range(0, len(spans), self._max_batch):
             chunk = spans[start : start + self._max_batch]
             try:
-                body: bytes = self.exporter.encode(chunk)  # type: ignore[attr-defined]
+                body = self._encoding().encode(chunk)
             except Exception:
                 self.stats.add(dropped_at_shutdown=len(chunk))
                 continue

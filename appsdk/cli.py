@@ -270,19 +270,16 @@ def spool_status(
 ) -> None:
     """What waits on disk, per destination: spans in the spool, scores in the feedback
     outbox; what was rejected and why; and which of it this configuration sends."""
-    import os
-
-    from appsdk.config import load_settings
-    from appsdk.feedback.client import DEFAULT_OUTBOX
+    from appsdk.config import load_settings, settings_in_force
 
     console = Console(soft_wrap=True)
     current = _current_destinations(console)
     try:
         where = path or load_settings().spool_path
+        # The setting FeedbackClient reads its outbox from.
+        box = outbox or settings_in_force("feedback_outbox").feedback_outbox
     except AppSDKError as exc:
         raise _fail(str(exc)) from None
-    # The same variable FeedbackClient reads for its outbox.
-    box = outbox or Path(os.environ.get("APPSDK_FEEDBACK_OUTBOX") or DEFAULT_OUTBOX)
     try:
         _print_spool(console, where, current)
         _print_outbox(console, box, current)

@@ -1,17 +1,22 @@
 """Settings, resolved once: argument > ``APPSDK_*`` > the ecosystem's variables > default.
 
-Every variable appsdk reads is declared here, on the field it sets, with its default and doc.
+Every variable appsdk reads is declared here, on the field it sets, with its default and doc
+(only the llm-d client reads ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` itself, as openai does).
 The ecosystem's own variables (``LANGFUSE_*``, ``OTEL_*``) work as users already set them;
-``APPSDK_*`` exists only for what is new.
+``APPSDK_*`` exists only for what is new. What a configuration exports to is computed here
+too, once: :attr:`Settings.exporters`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import ipaddress
 import math
 import os
 import re
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -23,15 +28,25 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
+from pydantic_core import PydanticUseDefault
 
 from appsdk.errors import ConfigError, safe_url
 
 if TYPE_CHECKING:
     from appsdk.spool import Destination
 
-__all__ = ["KNOWN_SAMPLERS", "Settings", "load_settings", "parse_headers"]
+__all__ = [
+    "KNOWN_SAMPLERS",
+    "ExporterSpec",
+    "Settings",
+    "load_settings",
+    "environment_settings",
+    "parse_headers",
+    "settings_in_force",
+]
 
 KNOWN_SAMPLERS = (
     "always_on",
@@ -54,6 +69,17 @@ def _env(*names: str) -> Any:
 
 
 _URL_FIELDS = frozenset({"langfuse_base_url", "otlp_traces_endpoint", "otlp_endpoint"})
+# Read as ``os.environ.get(...) or default`` before they were settings: empty is unset.
+_EMPTY_IS_UNSET = (
+    "capture",
+    "capture_message_content",
+    "pseudonym_key",
+    "observe_io_capture",
+    "prices",
+    "prompts_dir",
+    "feedback_secret",
+    "feedback_outbox",
+)
 
 
 class Settings(BaseModel):
@@ -164,6 +190,43 @@ class Settings(BaseModel):
         validation_alias=AliasChoices("OTEL_BSP_SCHEDULE_DELAY"),
     )
     """Longest a span waits in the queue before an export starts."""
+    capture: str | None = _env("APPSDK_CAPTURE")
+    """What content is recorded: one mode for every kind (``none``, ``metadata``, ``redacted``,
+    ``full``), or per kind, e.g. ``inputs=none,completions=metadata``. Default: redacted."""
+    capture_message_content: str | None = _env("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+    """The OTel GenAI switch: ``NO_CONTENT`` (or ``false``, ``0``) records no messages and no
+    completions, unless ``APPSDK_CAPTURE`` names them."""
+    pseudonym_key: SecretStr | None = _env("APPSDK_PSEUDONYM_KEY")
+    """HMAC key of pseudonyms and metadata hashes; random per process if unset."""
+    observe_io_capture: bool = Field(
+        default=True, validation_alias=AliasChoices("LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED")
+    )
+    """``false``: ``@observe`` records no inputs and outputs unless a function asks for them
+    (``capture_input=True``); read when a function is decorated, as langfuse reads it."""
+    prices: Path | None = _env("APPSDK_PRICES")
+    """A JSON or TOML price table for the cost of llm-d client calls (loaded once)."""
+    prompts_dir: Path = Field(
+        default=Path("prompts"), validation_alias=AliasChoices("APPSDK_PROMPTS_DIR")
+    )
+    """The local prompt folder ``get_prompt`` reads when Langfuse is not configured."""
+    feedback_secret: SecretStr | None = _env("APPSDK_FEEDBACK_SECRET")
+    """Keys feedback tokens are signed with: comma-separated, newest last (it signs, all of
+    them verify), at least 16 characters each."""
+    feedback_outbox: Path = Field(
+        default=Path(".appsdk/feedback.db"), validation_alias=AliasChoices("APPSDK_FEEDBACK_OUTBOX")
+    )
+    """The feedback outbox: ratings wait here until Langfuse has them."""
+
+    @field_validator(*_EMPTY_IS_UNSET, mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        # An empty argument too, as an empty variable (which is not even read).
+        if isinstance(value, str):
+            if not value.strip():
+                raise PydanticUseDefault()
+            if info.field_name == "observe_io_capture":
+                return value.strip()  # as langfuse reads its switch
+        return value
 
     @field_validator("otlp_endpoints", mode="before")
     @classmethod
@@ -225,18 +288,104 @@ class Settings(BaseModel):
     def destinations(self) -> list[Destination]:
         """Every backend the pipeline exports to, named as its exporter is (langfuse, otlp,
         otlp-1, ...): what this configuration sends from the spool."""
-        from appsdk.spool import exporter_key
+        return [spec.destination for spec in self.exporters if spec.destination is not None]
 
-        found = [self.langfuse_destination()] if self.langfuse_enabled else []
-        for index, (url, headers) in enumerate(self.extra_otlp_endpoints()):
-            found.append(exporter_key("otlp" if index == 0 else f"otlp-{index}", url, headers))
-        return found
+    @property
+    def exporters(self) -> tuple[ExporterSpec, ...]:
+        """The pipeline's exporters, in order: Langfuse, the OTLP endpoints, the local store.
+
+        Computed once per configuration; the runtime, the spool commands, ``appsdk doctor``
+        and the metrics exporter all read this list.
+        """
+        return _exporters(self)
 
     @property
     def local_store_enabled(self) -> bool:
-        if self.local_store == "auto":
-            return not self.langfuse_enabled and not self.extra_otlp_endpoints()
-        return self.local_store == "always"
+        return any(spec.kind == "local" for spec in self.exporters)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExporterSpec:
+    """One exporter of the pipeline, as the settings describe it (:attr:`Settings.exporters`)."""
+
+    name: str
+    """How ``appsdk.stats()``, logs and the spool call it: langfuse, otlp, otlp-1, ..., local."""
+    kind: Literal["langfuse", "otlp", "local"]
+    url: str | None
+    """Where its OTLP requests go (the full traces URL); None for the local store."""
+    headers: Mapping[str, str] = dataclasses.field(repr=False)
+    """Sent with every request: the OTLP endpoint's own headers, Langfuse's ingestion version."""
+    auth: tuple[str, SecretStr] | None = dataclasses.field(repr=False)
+    """Basic auth (Langfuse's project keys), or None."""
+    spans: Literal["all", "langfuse"]
+    """Which spans it takes: all of them, or those Langfuse shows (its span filter)."""
+    spooled: bool
+    """Whether batches it cannot send now wait in the spool (``APPSDK_SPOOL``)."""
+    destination: Destination | None
+    """Its key in the spool: URL and credentials (None for the local store)."""
+    metrics: bool = False
+    """Whether the llm-d client's GenAI metrics go to this endpoint too (``APPSDK_METRICS``)."""
+
+    def __repr__(self) -> str:
+        # Like Settings: no header value or key, and the URL without its credentials.
+        url = safe_url(self.url) if self.url is not None else None
+        return (
+            f"ExporterSpec(name={self.name!r}, kind={self.kind!r}, url={url!r}, "
+            f"spans={self.spans!r}, spooled={self.spooled}, metrics={self.metrics})"
+        )
+
+
+# Keyed by the settings' values (Settings is frozen and hashable): each configuration's list
+# is computed once, however often it is read.
+@functools.lru_cache(maxsize=16)
+def _exporters(settings: Settings) -> tuple[ExporterSpec, ...]:
+    from appsdk.spool import exporter_key
+
+    specs: list[ExporterSpec] = []
+    if settings.langfuse_public_key is not None and settings.langfuse_secret_key is not None:
+        specs.append(
+            ExporterSpec(
+                name="langfuse",
+                kind="langfuse",
+                url=f"{settings.langfuse_url}/api/public/otel/v1/traces",
+                headers={"x-langfuse-ingestion-version": "4"},
+                auth=(settings.langfuse_public_key, settings.langfuse_secret_key),
+                spans="langfuse",
+                spooled=settings.spool,
+                destination=settings.langfuse_destination(),
+            )
+        )
+    # The metrics follow the ecosystem's variables (OTEL_EXPORTER_OTLP_*), not appsdk's list.
+    from_otel = bool(settings.otlp_traces_endpoint or settings.otlp_endpoint)
+    for index, (url, headers) in enumerate(settings.extra_otlp_endpoints()):
+        name = "otlp" if index == 0 else f"otlp-{index}"
+        specs.append(
+            ExporterSpec(
+                name=name,
+                kind="otlp",
+                url=url,
+                headers=headers,
+                auth=None,
+                spans="all",
+                spooled=settings.spool,
+                destination=exporter_key(name, url, headers),
+                metrics=index == 0 and from_otel and settings.metrics,
+            )
+        )
+    if settings.local_store == "always" or (settings.local_store == "auto" and not specs):
+        specs.append(
+            ExporterSpec(
+                name="local",
+                kind="local",
+                url=None,
+                headers={},
+                auth=None,
+                spans="all",
+                spooled=False,
+                destination=None,
+            )
+        )
+    return tuple(specs)
 
 
 _HEADERS_VARIABLES = "OTEL_EXPORTER_OTLP_TRACES_HEADERS / OTEL_EXPORTER_OTLP_HEADERS"
@@ -244,18 +393,22 @@ _HEADERS_VARIABLES = "OTEL_EXPORTER_OTLP_TRACES_HEADERS / OTEL_EXPORTER_OTLP_HEA
 # would split the request (h11 refuses to send it), and httpx encodes values as ASCII.
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+# What OpenTelemetry's syntax takes only URL-encoded in a value: it would drop the entry.
+_ENCODE_FIRST = re.compile(r'["\\;\t]')
 _WORD_NAME = re.compile(r"[A-Za-z_-]{1,40}")
 
 
 def parse_headers(raw: str | None) -> dict[str, str]:
-    """Parse ``OTEL_EXPORTER_OTLP_HEADERS`` syntax (``k=v,k2=v2``, values URL-encoded).
+    """Parse ``OTEL_EXPORTER_OTLP_HEADERS`` (``k=v,k2=v2``, values URL-encoded) as
+    OpenTelemetry's own exporters do, once every entry is checked.
 
     Raises:
         ConfigError: an entry has no name, a name is not an HTTP token, or a value (once
-            decoded) holds a line break, another control character or non-ASCII text.
-            The message names the entry (and a valid name), never a value.
+            decoded) holds a line break, another control character or non-ASCII text, or
+            (not encoded) a character the syntax takes only URL-encoded. The message names
+            the entry (and a valid name), never a value.
     """
-    headers: dict[str, str] = {}
+    checked: list[str] = []
     for number, item in enumerate((raw or "").split(","), start=1):
         if not item.strip():
             continue
@@ -275,18 +428,32 @@ def parse_headers(raw: str | None) -> dict[str, str]:
                 "(names and values are not shown)",
                 "use letters, digits and - _ . in header names, e.g. x-api-key=...",
             )
-        decoded = unquote(value.strip())
-        if not _HEADER_VALUE.fullmatch(decoded):
-            # The name helps find the entry; one with digits may be a token, so not shown.
-            which = f"header {name.lower()!r}" if _WORD_NAME.fullmatch(name) else "the header"
+        # The name helps find the entry; one with digits may be a token, so not shown.
+        which = f"header {name.lower()!r}" if _WORD_NAME.fullmatch(name) else "the header"
+        if not _HEADER_VALUE.fullmatch(unquote(value.strip())):
             raise ConfigError(
                 _HEADERS_VARIABLES,
                 f"the value of {which} (entry {number}) holds a line break, "
                 "another control character or non-ASCII text (values are not shown)",
                 "remove it: a header value is one line of ASCII text",
             )
-        headers[name.lower()] = decoded
-    return headers
+        if _ENCODE_FIRST.search(value.strip()):
+            raise ConfigError(
+                _HEADERS_VARIABLES,
+                f"the value of {which} (entry {number}) holds a double quote, semicolon, "
+                "backslash or tab, which OpenTelemetry takes only URL-encoded "
+                "(values are not shown)",
+                "URL-encode it: %22 for a double quote, %3B for ;, %5C for \\, %09 for a tab",
+            )
+        checked.append(f"{key.strip()}={value.strip()}")
+    if not checked:
+        return {}
+    from opentelemetry.util.re import parse_env_headers  # the OTel API's (a light module)
+
+    # The syntax (entries, URL-decoding, lowercase names) is OpenTelemetry's: appsdk sends the
+    # headers its exporters would. Every entry passed the checks above, so it drops none (it
+    # would log a dropped entry, value and all).
+    return dict(parse_env_headers(",".join(checked), liberal=True))
 
 
 _FIELD_OF_VARIABLE = {
@@ -301,12 +468,16 @@ for _alias, _name in _FIELD_OF_VARIABLE.items():
     _VARIABLES[_name] = f"{_VARIABLES.get(_name, _name)} / {_alias}"
 
 
-def _from_environment() -> dict[str, str]:
-    """Each field's value from the first of its variables that is set."""
+def _from_environment(fields: tuple[str, ...] = ()) -> dict[str, str]:
+    """Each field's value (of ``fields`` only, if given) from the first of its variables set."""
     environ = os.environ
     values: dict[str, str] = {}
     for alias, field in _FIELD_OF_VARIABLE.items():
+        if fields and field not in fields:
+            continue
         if field not in values and alias in environ:
+            if field in _EMPTY_IS_UNSET and not environ[alias].strip():
+                continue
             values[field] = environ[alias]
     return values
 
@@ -325,7 +496,58 @@ def load_settings(**overrides: Any) -> Settings:
             "is not a setting of appsdk.configure()",
             f"use one of: {', '.join(sorted(Settings.model_fields))}",
         )
-    values: dict[str, Any] = {**_from_environment(), **given}
+    return _resolve({**_from_environment(), **given})
+
+
+def settings_in_force(*fields: str) -> Settings:
+    """The settings in force: the configured pipeline's, else the environment's now.
+
+    What reads a setting outside ``configure()`` (``Policy.from_env``, ``get_prompt``, the
+    feedback tokens and outbox, the price table) reads it here, so the precedence is the
+    same everywhere: argument (to ``configure()``) > variable > default. Unconfigured, the
+    environment's settings are made once per state of the environment.
+
+    Args:
+        fields: unconfigured, read only these fields' variables (every other field keeps its
+            default): one reader is not failed by another setting's bad value, which
+            ``configure()`` reports. Default: all of them, as :func:`load_settings`.
+
+    Raises:
+        ConfigError: a variable read is malformed.
+    """
+    # Never imports the runtime (and OpenTelemetry's SDK) for this: not loaded, not configured.
+    runtime = sys.modules.get("appsdk.runtime")
+    current = getattr(runtime, "current", None)
+    pipeline = current() if current is not None else None
+    if pipeline is not None:
+        settings: Settings = pipeline.settings
+        return settings
+    return environment_settings(*fields)
+
+
+def environment_settings(*fields: str) -> Settings:
+    """The settings of the environment now (of ``fields``' variables only, if given): what
+    :func:`settings_in_force` is when nothing is configured. A field a variable set is in
+    the result's ``model_fields_set``.
+
+    Raises:
+        ConfigError: a variable read is malformed.
+    """
+    values = _from_environment(fields)
+    state = tuple(sorted(values.items()))
+    known = _ENVIRONMENT_SETTINGS.get(fields)
+    if known is not None and known[0] == state:
+        return known[1]
+    settings = _resolve(values)
+    _ENVIRONMENT_SETTINGS[fields] = (state, settings)
+    return settings
+
+
+# Per set of fields read: the environment's state and the settings made from it.
+_ENVIRONMENT_SETTINGS: dict[tuple[str, ...], tuple[tuple[tuple[str, str], ...], Settings]] = {}
+
+
+def _resolve(values: dict[str, Any]) -> Settings:
     try:
         settings = Settings.model_validate(values)
     except ValidationError as exc:
@@ -347,6 +569,7 @@ def _fix_for(field: str) -> str:
         "export_timeout_s": "give a number of seconds above 0 and at most 86400 (a day), e.g. 5",
         "shutdown_timeout_s": "give a number of seconds above 0 and at most 86400 (a day), e.g. 2",
         "schedule_delay_ms": "give milliseconds from 0 to 86400000 (a day), e.g. 1000",
+        "observe_io_capture": "use true or false",
     }
     return fixes.get(field, "correct or unset the value")
 
@@ -372,6 +595,10 @@ def _check(settings: Settings) -> None:
             "give a fraction of traces to keep, e.g. 0.25",
         )
     _check_endpoints(settings)
+    if settings.capture is not None:
+        from appsdk.policy import parse_capture  # only when set: the policy is not needed here
+
+        parse_capture(settings.capture, _VARIABLES["capture"])
     if settings.traces_sampler is not None:
         _check_sampler(settings.traces_sampler, settings.traces_sampler_arg)
     env = settings.environment

@@ -11,7 +11,6 @@ import contextvars
 import functools
 import inspect
 import logging
-import os
 import re
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -171,9 +170,7 @@ def observe(
     """
     observation_type = _valid_type(as_type)
     # langfuse's switch, read when decorating as langfuse reads it; an explicit argument wins.
-    io_default = os.environ.get(
-        "LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED", "true"
-    ).strip().lower() not in ("false", "0")
+    io_default = _io_capture_default()
 
     def decorate(function: F) -> F:
         settings = _Options(
@@ -192,6 +189,26 @@ def observe(
         return _sync_wrapper(function, settings)  # type: ignore[return-value]
 
     return decorate(func) if func is not None else decorate
+
+
+def _io_capture_default() -> bool:
+    """The ``observe_io_capture`` setting (``LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED``)
+    as langfuse reads it: the variable as it is when the function is decorated, else the
+    setting in force. Never raises: a malformed value is ``configure()``'s to name (it fails
+    on it); meanwhile capture stays on, as langfuse does for any value but false or 0."""
+    from appsdk.config import environment_settings, settings_in_force
+    from appsdk.errors import ConfigError
+
+    try:
+        now = environment_settings("observe_io_capture")
+        if "observe_io_capture" in now.model_fields_set:
+            return now.observe_io_capture
+    except ConfigError:
+        _log.debug("appsdk: LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED", exc_info=True)
+    try:
+        return settings_in_force("observe_io_capture").observe_io_capture
+    except ConfigError:
+        return True
 
 
 class _Options:

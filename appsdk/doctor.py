@@ -6,8 +6,8 @@ Its output is meant to be pasted into a ticket: URLs are shown through
 
 from __future__ import annotations
 
-import base64
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -37,12 +37,13 @@ def run_checks(settings: Settings | None = None, timeout_s: float = 5.0) -> list
         except ConfigError as exc:
             return [Check("configuration", False, str(exc))]
     checks = [Check("configuration", True, "settings are valid")]
-    if settings.langfuse_enabled:
-        checks.append(_check_langfuse(settings, timeout_s))
-    for url, headers in settings.extra_otlp_endpoints():
-        checks.append(_check_otlp(url, headers, timeout_s))
-    if settings.local_store_enabled:
-        checks.append(Check("local store", True, f"traces go to {settings.store_path}"))
+    for spec in settings.exporters:
+        if spec.kind == "langfuse":
+            checks.append(_check_langfuse(settings, timeout_s))
+        elif spec.kind == "otlp" and spec.url is not None:
+            checks.append(_check_otlp(spec.url, spec.headers, timeout_s))
+        else:
+            checks.append(Check("local store", True, f"traces go to {settings.store_path}"))
     if len(checks) == 1:
         checks.append(
             Check(
@@ -57,13 +58,13 @@ def run_checks(settings: Settings | None = None, timeout_s: float = 5.0) -> list
 
 def _check_langfuse(settings: Settings, timeout_s: float) -> Check:
     assert settings.langfuse_public_key is not None and settings.langfuse_secret_key is not None
-    token = base64.b64encode(
-        f"{settings.langfuse_public_key}:{settings.langfuse_secret_key.get_secret_value()}".encode()
-    ).decode()
+    auth = httpx.BasicAuth(
+        settings.langfuse_public_key, settings.langfuse_secret_key.get_secret_value()
+    )
     url = f"{settings.langfuse_url}/api/public/projects"
     shown = safe_url(settings.langfuse_url)
     try:
-        response = httpx.get(url, headers={"authorization": f"Basic {token}"}, timeout=timeout_s)
+        response = httpx.get(url, auth=auth, timeout=timeout_s)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:  # its message would show the URL
         return Check(
             "langfuse",
@@ -87,7 +88,7 @@ def _check_langfuse(settings: Settings, timeout_s: float) -> Check:
     return Check("langfuse", True, f"{shown} accepted the keys")
 
 
-def _check_otlp(url: str, headers: dict[str, str], timeout_s: float) -> Check:
+def _check_otlp(url: str, headers: Mapping[str, str], timeout_s: float) -> Check:
     name = f"otlp {safe_url(url)}"
     try:
         # An empty export request is valid OTLP and proves the path and the credentials.

@@ -74,12 +74,8 @@ def install_meter_provider(settings: Settings) -> Any:
     global _installed
     if _installed is not None:
         return _installed
-    endpoints = settings.extra_otlp_endpoints()
-    if (
-        not settings.metrics
-        or not endpoints
-        or not (settings.otlp_traces_endpoint or settings.otlp_endpoint)
-    ):
+    target = next((spec for spec in settings.exporters if spec.metrics), None)
+    if target is None or target.url is None:
         return None
     if type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider":
         return None  # the application installed its own: the client's metrics go there
@@ -87,15 +83,16 @@ def install_meter_provider(settings: Settings) -> Any:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    traces_url, headers = endpoints[0]
-    parts = urlsplit(traces_url)
+    parts = urlsplit(target.url)
     url = urlunsplit(parts._replace(path=parts.path.removesuffix("/v1/traces") + "/v1/metrics"))
     # The SDK's exporter logs its URL on every failed retry: never with a credential in it.
     # (A logger's filter sees only its own records, so each module's logger gets one.)
     for name in _EXPORTER_LOGGERS:
         logging.getLogger(name).addFilter(_SAFE_URLS)
     reader = PeriodicExportingMetricReader(
-        OTLPMetricExporter(endpoint=url, headers=headers, timeout=settings.export_timeout_s),
+        OTLPMetricExporter(
+            endpoint=url, headers=dict(target.headers), timeout=settings.export_timeout_s
+        ),
         export_interval_millis=10_000,
     )
     provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)

@@ -10,7 +10,6 @@ failure is classified (retryable or not) for the caller, and an outage is report
 
 from __future__ import annotations
 
-import base64
 import gzip
 import logging
 import os
@@ -23,14 +22,16 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from appsdk.backoff import retry_after_s
-from appsdk.batching import ExportOutcome
+from appsdk.batching import ExportOutcome, SpoolableExporter
 from appsdk.errors import safe_url
 from appsdk.otlp_encoding import encode_request
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["ExportOutcome", "OTLPHttpExporter", "langfuse_exporter"]
+    from appsdk.config import ExporterSpec
+
+__all__ = ["ExportOutcome", "OTLPHttpExporter", "exporter_for"]
 
 _log = logging.getLogger("appsdk")
 # Level 1 deflates prose about twice as fast as 5, for a body about 15% larger: the exporter
@@ -44,7 +45,7 @@ _GZIP_LEVEL = 1
 REJECTED_STATUS = frozenset({400, 401, 403, 405, 409, 410, 415, 422})
 
 
-class OTLPHttpExporter(SpanExporter):
+class OTLPHttpExporter(SpanExporter, SpoolableExporter):
     """POSTs spans as OTLP protobuf to ``endpoint``, gzip-compressed.
 
     Args:
@@ -52,6 +53,7 @@ class OTLPHttpExporter(SpanExporter):
         endpoint: full traces URL, e.g. ``http://127.0.0.1:4318/v1/traces``; logs show it
             without the credentials it may carry (:func:`appsdk.errors.safe_url`).
         headers: sent with every request; values never appear in logs.
+        auth: user and password of HTTP Basic auth (httpx's ``BasicAuth``), if any.
         timeout_s: deadline of one request.
         hint_on_auth_error: added to the warning on 401/403 (which variable to check).
     """
@@ -65,6 +67,7 @@ class OTLPHttpExporter(SpanExporter):
         timeout_s: float = 5.0,
         compression: bool = True,
         hint_on_auth_error: str = "check the endpoint's credentials",
+        auth: tuple[str, str] | None = None,
     ) -> None:
         self.name = name
         self.endpoint = endpoint
@@ -74,6 +77,7 @@ class OTLPHttpExporter(SpanExporter):
         if compression:
             base_headers["content-encoding"] = "gzip"
         self._headers = {**base_headers, **dict(headers or {})}
+        self._auth = auth
         self._timeout_s = timeout_s
         # Made on the sender thread at the first send: importing httpx (~60 ms) is not the
         # application's to wait for at configure().
@@ -209,7 +213,10 @@ class OTLPHttpExporter(SpanExporter):
 
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client(headers=self._headers, timeout=self._timeout_s)
+                auth = httpx.BasicAuth(*self._auth) if self._auth is not None else None
+                self._client = httpx.Client(
+                    headers=self._headers, auth=auth, timeout=self._timeout_s
+                )
             return self._client
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -269,15 +276,20 @@ def connection_failure(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def langfuse_exporter(
-    *, base_url: str, public_key: str, secret_key: str, timeout_s: float
-) -> OTLPHttpExporter:
-    """The exporter for Langfuse's OTLP endpoint, with Basic auth and ingestion version 4."""
-    token = base64.b64encode(f"{public_key}:{secret_key}".encode()).decode()
+def exporter_for(spec: ExporterSpec, timeout_s: float) -> OTLPHttpExporter:
+    """The exporter of one OTLP destination of the settings (Langfuse's or a collector's)."""
+    assert spec.url is not None, "the local store is not an OTLP destination"
+    auth = (spec.auth[0], spec.auth[1].get_secret_value()) if spec.auth is not None else None
+    hint = (
+        "check LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY and LANGFUSE_BASE_URL"
+        if spec.kind == "langfuse"
+        else "check the endpoint's credentials"
+    )
     return OTLPHttpExporter(
-        name="langfuse",
-        endpoint=f"{base_url.rstrip('/')}/api/public/otel/v1/traces",
-        headers={"authorization": f"Basic {token}", "x-langfuse-ingestion-version": "4"},
+        name=spec.name,
+        endpoint=spec.url,
+        headers=spec.headers,
+        auth=auth,
         timeout_s=timeout_s,
-        hint_on_auth_error="check LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY and LANGFUSE_BASE_URL",
+        hint_on_auth_error=hint,
     )

@@ -11,17 +11,19 @@ import enum
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
 from appsdk.errors import ConfigError
 from appsdk.redaction import Redactor, is_secret_key
 from appsdk.serialization import MAX_DEPTH, float_value, int_value, key_text, plain
+
+if TYPE_CHECKING:
+    from appsdk.config import Settings
 
 __all__ = ["CaptureMode", "ContentKind", "Policy", "PolicyEngine"]
 
@@ -135,25 +137,39 @@ class Policy(BaseModel):
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Policy:
-        """The policy of ``APPSDK_CAPTURE`` and the ecosystem's switches, under ``overrides``.
-
-        ``APPSDK_CAPTURE`` is one mode for every kind (``redacted``) or per kind
-        (``inputs=none,completions=metadata``). Without it,
-        ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=NO_CONTENT`` turns messages and
-        completions off. (``LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED`` is the decorator's,
-        read where ``@observe`` reads its ``capture_input`` / ``capture_output``, as langfuse does.)
+        """The policy of the settings in force (``APPSDK_CAPTURE`` and the ecosystem's
+        switches), under ``overrides``: :meth:`from_settings` of the configured pipeline's
+        settings, else of the environment's.
 
         Raises:
             ConfigError: ``APPSDK_CAPTURE`` names an unknown kind or mode.
         """
+        from appsdk.config import settings_in_force
+
+        settings = settings_in_force("capture", "capture_message_content", "pseudonym_key")
+        return cls.from_settings(settings, **overrides)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Policy:
+        """The policy ``settings`` give (``capture``, ``capture_message_content``,
+        ``pseudonym_key``), under ``overrides``.
+
+        ``capture`` is one mode for every kind (``redacted``) or per kind
+        (``inputs=none,completions=metadata``). Without it,
+        ``capture_message_content=NO_CONTENT`` (the OTel GenAI switch) turns messages and
+        completions off. (``observe_io_capture``, langfuse's switch, is the decorator's: read
+        where ``@observe`` reads its ``capture_input`` / ``capture_output``, as langfuse does.)
+
+        Raises:
+            ConfigError: ``capture`` names an unknown kind or mode.
+        """
         values: dict[str, Any] = {}
-        genai = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+        genai = settings.capture_message_content
         if genai is not None and genai.strip().upper() in ("NO_CONTENT", "FALSE", "0"):
             values.update(messages=CaptureMode.NONE, completions=CaptureMode.NONE)
-        values.update(_parse_capture(os.environ.get("APPSDK_CAPTURE")))
-        key = os.environ.get("APPSDK_PSEUDONYM_KEY")
-        if key:
-            values["pseudonym_key"] = key
+        values.update(parse_capture(settings.capture))
+        if settings.pseudonym_key is not None:
+            values["pseudonym_key"] = settings.pseudonym_key
         values.update(overrides)
         return cls(**values)
 
@@ -386,7 +402,12 @@ class PolicyEngine:
         return value if redacted == text else redacted
 
 
-def _parse_capture(raw: str | None) -> dict[str, CaptureMode]:
+def parse_capture(raw: str | None, variable: str = "APPSDK_CAPTURE") -> dict[str, CaptureMode]:
+    """The capture modes ``raw`` (``APPSDK_CAPTURE``'s syntax) sets, per kind.
+
+    Raises:
+        ConfigError: naming ``variable``: an unknown kind or mode.
+    """
     if raw is None or not raw.strip():
         return {}
     modes = {mode.value: mode for mode in CaptureMode}
@@ -394,7 +415,7 @@ def _parse_capture(raw: str | None) -> dict[str, CaptureMode]:
         mode = modes.get(raw.strip().lower())
         if mode is None:
             raise ConfigError(
-                "APPSDK_CAPTURE",
+                variable,
                 f"unknown capture mode {raw.strip()!r}",
                 "use none, metadata, redacted or full",
             )
@@ -405,13 +426,13 @@ def _parse_capture(raw: str | None) -> dict[str, CaptureMode]:
         kind, value = kind.strip(), value.strip().lower()
         if kind not in CONTENT_KINDS:
             raise ConfigError(
-                "APPSDK_CAPTURE",
+                variable,
                 f"unknown content kind {kind!r}",
                 f"use kinds from: {', '.join(CONTENT_KINDS)}",
             )
         if value not in modes:
             raise ConfigError(
-                "APPSDK_CAPTURE",
+                variable,
                 f"unknown capture mode {value!r} for {kind}",
                 "use none, metadata, redacted or full",
             )

@@ -7,16 +7,18 @@ price sends no cost, so Langfuse's own server-side pricing still applies to it.
 from __future__ import annotations
 
 import json
-import os
 import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from appsdk.errors import ConfigError
+
+if TYPE_CHECKING:
+    from appsdk.config import Settings
 
 __all__ = ["ModelPrice", "PriceTable"]
 
@@ -125,7 +127,33 @@ class PriceTable(BaseModel):
             ) from None
 
     @classmethod
+    def in_force(cls) -> PriceTable | None:
+        """The table of the settings in force (``prices`` / ``APPSDK_PRICES``), or None.
+
+        Loaded once per configuration: clients made under the same settings share it, and
+        none reads the file again.
+
+        Raises:
+            ConfigError: the file is missing or not a valid price table.
+        """
+        global _loaded
+        from appsdk.config import settings_in_force
+
+        settings = settings_in_force("prices")
+        loaded = _loaded
+        if loaded is not None and loaded[0] is settings:
+            return loaded[1]
+        table = cls.from_file(settings.prices) if settings.prices is not None else None
+        _loaded = (settings, table)
+        return table
+
+    @classmethod
     def from_env(cls) -> PriceTable | None:
-        """The table named by ``APPSDK_PRICES``, or None when it is unset."""
-        path = os.environ.get("APPSDK_PRICES")
-        return cls.from_file(path) if path else None
+        """The table named by ``APPSDK_PRICES`` (or the configured ``prices``), or None: the
+        same as :meth:`in_force`."""
+        return cls.in_force()
+
+
+# The settings the table was loaded for (held, so no other object takes their identity), and
+# the table. One configuration is in force at a time.
+_loaded: tuple[Settings, PriceTable | None] | None = None

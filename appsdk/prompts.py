@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextvars
 import json
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -149,7 +148,8 @@ def get_prompt(
         version: an exact version; else ``label`` (default ``production``).
         fallback: used (and marked ``is_fallback``, never linked) when the prompt cannot be
             fetched.
-        folder: the local prompt folder (default ``APPSDK_PROMPTS_DIR`` or ``prompts``).
+        folder: the local prompt folder (default: the ``prompts_dir`` setting,
+            ``APPSDK_PROMPTS_DIR`` or ``prompts``).
 
     Raises:
         PromptError: the prompt does not exist or cannot be fetched, and there is no fallback.
@@ -171,7 +171,9 @@ def get_prompt(
             raise PromptError(
                 f"cannot fetch prompt {name!r} from Langfuse: {exc.__class__.__name__}: {exc}"
             ) from exc
-    where = Path(folder or os.environ.get("APPSDK_PROMPTS_DIR") or "prompts")
+    from appsdk.config import settings_in_force  # not on the decorator's import path
+
+    where = Path(folder or settings_in_force("prompts_dir").prompts_dir)
     found = _local_prompt(name, version, label, where)
     if found is not None:
         return found

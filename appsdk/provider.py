@@ -109,8 +109,9 @@ class AppTracerProvider(TracerProvider):
     """appsdk's TracerProvider.
 
     It refuses a ``LangfuseSpanProcessor`` for a project appsdk already exports to: that
-    processor would export the same spans a second time and costs every span of the provider
-    about 77 us (see DESIGN.md). The langfuse client still creates its spans here.
+    processor would export the same spans a second time, and its start-time filter would cost
+    every span of the provider about 77 us (docs/architecture.md, "The pipeline"). The
+    langfuse client still creates its spans here.
     """
 
     def __init__(self, resource: Resource, slot: PipelineSlot, sampler: DelegatingSampler):

@@ -26,11 +26,12 @@ from appsdk.langfuse_interop import attach_langfuse_client, langfuse_filter_for
 from appsdk.pipeline import Pipeline, feedback_client_module
 from appsdk.policy import Policy
 from appsdk.provider import AppTracerProvider, DelegatingSampler, PipelineSlot
-from appsdk.spool import Spool, exporter_key
+from appsdk.spool import Spool
 
 if TYPE_CHECKING:
     from appsdk.config import Settings
     from appsdk.sampling import Sampling
+    from appsdk.spool import Destination
 
 __all__ = ["configure", "current", "flush", "shutdown", "stats"]
 
@@ -77,14 +78,18 @@ def _install_provider(settings: Settings) -> TracerProvider:
     return provider
 
 
-def _open_spool(settings: Settings, pipeline: Pipeline) -> Spool | None:
-    if not settings.spool or not (settings.langfuse_enabled or settings.extra_otlp_endpoints()):
+def _open_spool(
+    settings: Settings, processors: dict[Destination, BatchExportProcessor]
+) -> Spool | None:
+    """The spool, when an exporter is spooled; its evictions are counted by the processor of
+    their destination (``processors``, filled as the exporters are made)."""
+    if not any(spec.spooled for spec in settings.exporters):
         return None
 
-    def count_eviction(key: object, spans: int) -> None:
-        for processor, _ in pipeline.processors:
-            if getattr(processor, "spool_key", None) == key:
-                processor.evicted(spans)  # type: ignore[attr-defined]
+    def count_eviction(destination: Destination | None, spans: int) -> None:
+        processor = processors.get(destination) if destination is not None else None
+        if processor is not None:
+            processor.evicted(spans)
 
     try:
         return Spool(
@@ -102,53 +107,32 @@ def _build(
     settings: Settings, provider: TracerProvider, policy: Policy, sampling: Sampling | None
 ) -> Pipeline:
     # Imported here: httpx and the store are not needed until a pipeline is built.
-    from appsdk.otlp import OTLPHttpExporter, langfuse_exporter
+    from appsdk.otlp import exporter_for
     from appsdk.store.exporter import LocalStoreExporter
 
     pipeline = Pipeline(settings, provider, policy, sampling)
-    spool = _open_spool(settings, pipeline)
+    spooled: dict[Destination, BatchExportProcessor] = {}
+    spool = _open_spool(settings, spooled)
     pipeline.spool = spool
-    batching: dict[str, Any] = {
-        "max_queue_size": settings.max_queue_size,
-        "max_export_batch_size": settings.max_export_batch_size,
-        "schedule_delay_s": settings.schedule_delay_ms / 1000,
-    }
-    if settings.langfuse_enabled:
-        assert settings.langfuse_public_key and settings.langfuse_secret_key
-        exporter = langfuse_exporter(
-            base_url=settings.langfuse_url,
-            public_key=settings.langfuse_public_key,
-            secret_key=settings.langfuse_secret_key.get_secret_value(),
-            timeout_s=settings.export_timeout_s,
-        )
-        pipeline.add_exporter(
-            BatchExportProcessor(
-                exporter,
-                name="langfuse",
-                spool=spool,
-                spool_key=settings.langfuse_destination(),
-                **batching,
-            ),
-            langfuse_filter_for(provider, settings),
-        )
-    for index, (url, headers) in enumerate(settings.extra_otlp_endpoints()):
-        name = "otlp" if index == 0 else f"otlp-{index}"
-        exporter = OTLPHttpExporter(
-            name=name, endpoint=url, headers=headers, timeout_s=settings.export_timeout_s
+    for spec in settings.exporters:
+        exporter = (
+            LocalStoreExporter(settings.store_path)
+            if spec.kind == "local"
+            else exporter_for(spec, settings.export_timeout_s)
         )
         processor = BatchExportProcessor(
             exporter,
-            name=name,
-            spool=spool,
-            spool_key=exporter_key(name, url, headers),
-            **batching,
+            name=spec.name,
+            spool=spool if spec.spooled else None,
+            spool_key=spec.destination,
+            max_queue_size=settings.max_queue_size,
+            max_export_batch_size=settings.max_export_batch_size,
+            schedule_delay_s=settings.schedule_delay_ms / 1000,
         )
-        pipeline.add_exporter(processor, None)
-    if settings.local_store_enabled:
-        pipeline.add_exporter(
-            BatchExportProcessor(LocalStoreExporter(settings.store_path), name="local", **batching),
-            None,
-        )
+        if spec.spooled and spec.destination is not None:
+            spooled[spec.destination] = processor
+        accept = langfuse_filter_for(provider, settings) if spec.spans == "langfuse" else None
+        pipeline.add_exporter(processor, accept)
     return pipeline
 
 
@@ -158,7 +142,8 @@ def configure(
     """Install appsdk's tracing pipeline and return it.
 
     Args:
-        policy: what content is recorded; default :meth:`Policy.from_env` (redacted).
+        policy: what content is recorded; default :meth:`Policy.from_settings` of these
+            settings (``capture=`` / ``APPSDK_CAPTURE``; redacted).
         options: any field of :class:`appsdk.Settings`, e.g. ``langfuse_base_url=``,
             ``otlp_endpoints=``, ``store_path=``; arguments win over environment variables.
 
@@ -168,7 +153,7 @@ def configure(
     from appsdk.config import load_settings
 
     settings = load_settings(**options)
-    policy = policy if policy is not None else Policy.from_env()
+    policy = policy if policy is not None else Policy.from_settings(settings)
     if sampling is None and settings.sampling:
         from appsdk.sampling import Sampling  # pydantic models: built only when used
 

@@ -1,7 +1,9 @@
 """Every span attribute key appsdk reads or writes, in one place.
 
-The Langfuse keys follow what Langfuse's OTLP ingestion reads (see DESIGN.md section 2); the
-``gen_ai.*`` keys follow the OpenTelemetry GenAI semantic conventions.
+The Langfuse keys (``langfuse.observation.*``, ``langfuse.trace.*``) are the span attributes
+Langfuse's OTLP ingestion maps onto observations and traces, as its OpenTelemetry
+integration documents them; the ``gen_ai.*`` keys follow the OpenTelemetry GenAI semantic
+conventions.
 """
 
 from __future__ import annotations

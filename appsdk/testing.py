@@ -31,7 +31,8 @@ __all__ = ["CapturedObservation", "SpanCapture", "capture_spans"]
 
 @dataclass(frozen=True)
 class CapturedObservation:
-    """One span as Langfuse reads it (see DESIGN.md section 2)."""
+    """One span as Langfuse reads it: its ``langfuse.observation.*`` attributes (the keys of
+    :mod:`appsdk.semconv`), decoded."""
 
     name: str
     type: str

@@ -15,12 +15,10 @@ The pipeline drives the process's default client through :func:`flush_default`,
 
 from __future__ import annotations
 
-import base64
 import datetime
 import functools
 import logging
 import math
-import os
 import threading
 import time
 from collections import deque
@@ -32,7 +30,7 @@ import httpx
 from pydantic import ValidationError
 
 from appsdk import runtime as _runtime
-from appsdk.config import Settings, load_settings
+from appsdk.config import Settings, settings_in_force
 from appsdk.errors import AppSDKError
 from appsdk.feedback.delivery import Verdict, backoff_delay, classify, partial_verdict
 from appsdk.feedback.model import Feedback
@@ -53,15 +51,10 @@ __all__ = [
 ]
 
 _log = logging.getLogger("appsdk")
-DEFAULT_OUTBOX = Path(".appsdk/feedback.db")
 _SCORES = "/api/public/scores"
 _IDLE_POLL_S = 5.0  # an idle worker looks again this often: other processes' rows, leases
 _FLUSH_POLL_S = 0.5  # flush() looks again this often for rows other processes deliver
 _MIN_WAIT_S = 0.01  # a row due "now" that cannot be claimed (clock skew) must not spin
-
-
-def _outbox_path(given: str | Path | None) -> Path:
-    return Path(given or os.environ.get("APPSDK_FEEDBACK_OUTBOX") or DEFAULT_OUTBOX)
 
 
 class FeedbackValidationError(AppSDKError, ValueError):
@@ -93,9 +86,10 @@ class FeedbackClient:
     """Submit end-user feedback without ever losing it.
 
     Args:
-        settings: where Langfuse is (default: the configured pipeline's, else the environment).
-        outbox_path: the SQLite outbox (default ``APPSDK_FEEDBACK_OUTBOX`` or
-            ``.appsdk/feedback.db``).
+        settings: where Langfuse is, and the outbox (default: the settings in force, the
+            configured pipeline's, else the environment's).
+        outbox_path: the SQLite outbox (default: the settings' ``feedback_outbox``,
+            ``APPSDK_FEEDBACK_OUTBOX`` or ``.appsdk/feedback.db``).
         policy: governs comments (default: the configured pipeline's policy).
         batch_size: ratings per request at most.
         timeout_s: the longest one request to Langfuse may take (less near a deadline).
@@ -123,11 +117,15 @@ class FeedbackClient:
         start: bool = True,
     ) -> None:
         pipeline = _runtime.current()
-        self.settings = settings or (pipeline.settings if pipeline is not None else load_settings())
+        self.settings = settings or settings_in_force()
         engine = (
             policy.engine
             if policy is not None
-            else (pipeline.engine if pipeline is not None else Policy.from_env().engine)
+            else (
+                pipeline.engine
+                if pipeline is not None
+                else Policy.from_settings(self.settings).engine
+            )
         )
         self._engine: PolicyEngine = engine
         self._batch_size = max(1, batch_size)
@@ -151,20 +149,20 @@ class FeedbackClient:
             self.outbox: Outbox | None = None
             return
         self.outbox = Outbox(
-            _outbox_path(outbox_path), destination=self.settings.langfuse_destination()
+            Path(outbox_path or self.settings.feedback_outbox),
+            destination=self.settings.langfuse_destination(),
         )
         assert self.settings.langfuse_public_key and self.settings.langfuse_secret_key
-        credentials = (
-            f"{self.settings.langfuse_public_key}:"
-            f"{self.settings.langfuse_secret_key.get_secret_value()}"
-        )
         self._http = httpx.Client(
             base_url=self.settings.langfuse_url,
             timeout=timeout_s,
             # A redirect is answered as retry-later, never followed: following it would send
             # the keys to wherever a proxy or a deploy points.
             follow_redirects=False,
-            headers={"authorization": "Basic " + base64.b64encode(credentials.encode()).decode()},
+            auth=httpx.BasicAuth(
+                self.settings.langfuse_public_key,
+                self.settings.langfuse_secret_key.get_secret_value(),
+            ),
         )
         if start:
             self._worker = threading.Thread(target=self._run, name="appsdk-feedback", daemon=True)
@@ -535,7 +533,7 @@ def start_default_if_pending() -> bool:
     if pipeline is None or not pipeline.settings.langfuse_enabled:
         return False
     try:
-        if not has_pending(_outbox_path(None)):
+        if not has_pending(pipeline.settings.feedback_outbox):
             return False
         default_client()
     except Exception:  # an unreadable outbox must not break configure(); submit() will say

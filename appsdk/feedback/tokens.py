@@ -2,14 +2,14 @@
 
 The app returns a token with each answer; the feedback endpoint accepts a rating only with a
 valid token, and takes the trace (and user) from the token, never from the request. Tokens are
-HMAC-signed by itsdangerous with the keys of ``APPSDK_FEEDBACK_SECRET`` (comma-separated,
-newest last: it signs, all of them verify, so keys rotate without breaking issued tokens).
+HMAC-signed by itsdangerous with the keys of the ``feedback_secret`` setting
+(``APPSDK_FEEDBACK_SECRET``; comma-separated, newest last: it signs, all of them verify, so
+keys rotate without breaking issued tokens).
 """
 
 from __future__ import annotations
 
 import hmac
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -18,6 +18,7 @@ from typing import Any
 from itsdangerous import BadData, BadSignature, URLSafeSerializer
 from itsdangerous.encoding import base64_decode, base64_encode
 
+from appsdk.config import settings_in_force
 from appsdk.errors import AppSDKError, ConfigError
 from appsdk.feedback.model import check_ids
 
@@ -71,7 +72,8 @@ class FeedbackGrant:
 
 def _keys(secret: str | list[str] | None) -> list[str]:
     if secret is None:
-        raw = os.environ.get("APPSDK_FEEDBACK_SECRET", "")
+        configured = settings_in_force("feedback_secret").feedback_secret
+        raw = configured.get_secret_value() if configured is not None else ""
         keys = [k.strip() for k in raw.split(",") if k.strip()]
     else:
         keys = [secret] if isinstance(secret, str) else list(secret)

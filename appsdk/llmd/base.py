@@ -139,7 +139,7 @@ class LLMDBase:
         self._option_headers = tuple(self._options.headers().items())
         self._retry = _retry_policy(retry, max_retries)
         self._policy = policy
-        self._prices = prices if prices is not None else PriceTable.from_env()
+        self._prices = prices if prices is not None else PriceTable.in_force()
         self._session_affinity = session_affinity
         self._session_token = None
         # The httpx instrumentation's client span, ended when a streamed answer is.
