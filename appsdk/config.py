@@ -126,6 +126,14 @@ class Settings(BaseModel):
         default=(), validation_alias=AliasChoices("APPSDK_OTLP_ENDPOINTS")
     )
     """More OTLP/HTTP traces endpoints (full URLs, comma-separated), for dual export."""
+    otlp_compression: Literal["gzip", "none"] = Field(
+        default="none",
+        validation_alias=AliasChoices(
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"
+        ),
+    )
+    """Compression of requests to the OTLP endpoints above: ``gzip`` or ``none`` (as in
+    OpenTelemetry's exporters, the default). Export to Langfuse is always gzip-compressed."""
     local_store: Literal["auto", "always", "never"] = Field(
         default="auto", validation_alias=AliasChoices("APPSDK_LOCAL_STORE")
     )
@@ -325,13 +333,17 @@ class ExporterSpec:
     """Its key in the spool: URL and credentials (None for the local store)."""
     metrics: bool = False
     """Whether the llm-d client's GenAI metrics go to this endpoint too (``APPSDK_METRICS``)."""
+    gzip: bool = True
+    """Whether its requests are gzip-compressed (Langfuse's always; an OTLP endpoint's as
+    ``OTEL_EXPORTER_OTLP_COMPRESSION`` says)."""
 
     def __repr__(self) -> str:
         # Like Settings: no header value or key, and the URL without its credentials.
         url = safe_url(self.url) if self.url is not None else None
         return (
             f"ExporterSpec(name={self.name!r}, kind={self.kind!r}, url={url!r}, "
-            f"spans={self.spans!r}, spooled={self.spooled}, metrics={self.metrics})"
+            f"spans={self.spans!r}, spooled={self.spooled}, metrics={self.metrics}, "
+            f"gzip={self.gzip})"
         )
 
 
@@ -357,6 +369,7 @@ def _exporters(settings: Settings) -> tuple[ExporterSpec, ...]:
         )
     # The metrics follow the ecosystem's variables (OTEL_EXPORTER_OTLP_*), not appsdk's list.
     from_otel = bool(settings.otlp_traces_endpoint or settings.otlp_endpoint)
+    gzip = settings.otlp_compression == "gzip"
     for index, (url, headers) in enumerate(settings.extra_otlp_endpoints()):
         name = "otlp" if index == 0 else f"otlp-{index}"
         specs.append(
@@ -370,6 +383,7 @@ def _exporters(settings: Settings) -> tuple[ExporterSpec, ...]:
                 spooled=settings.spool,
                 destination=exporter_key(name, url, headers),
                 metrics=index == 0 and from_otel and settings.metrics,
+                gzip=gzip,
             )
         )
     if settings.local_store == "always" or (settings.local_store == "auto" and not specs):
@@ -569,6 +583,7 @@ def _fix_for(field: str) -> str:
         "export_timeout_s": "give a number of seconds above 0 and at most 86400 (a day), e.g. 5",
         "shutdown_timeout_s": "give a number of seconds above 0 and at most 86400 (a day), e.g. 2",
         "schedule_delay_ms": "give milliseconds from 0 to 86400000 (a day), e.g. 1000",
+        "otlp_compression": "use gzip or none",
         "observe_io_capture": "use true or false",
     }
     return fixes.get(field, "correct or unset the value")

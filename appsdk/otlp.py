@@ -34,6 +34,16 @@ if TYPE_CHECKING:
 __all__ = ["ExportOutcome", "OTLPHttpExporter", "exporter_for"]
 
 _log = logging.getLogger("appsdk")
+_GZIP = {"content-encoding": "gzip"}
+
+
+def _gzipped(body: bytes) -> bool:
+    """Whether ``body`` is gzip: its magic bytes, which no OTLP protobuf body starts with (its
+    first byte is field 1's tag, 0x0a). A spooled body is sent as it was stored, whatever the
+    compression setting is now."""
+    return body[:2] == b"\x1f\x8b"
+
+
 # Level 1 deflates prose about twice as fast as 5, for a body about 15% larger: the exporter
 # thread's time is the application's too (it shares the process, and the GIL around it).
 _GZIP_LEVEL = 1
@@ -73,10 +83,8 @@ class OTLPHttpExporter(SpanExporter, SpoolableExporter):
         self.endpoint = endpoint
         self._compression = compression
         self._hint = hint_on_auth_error
-        base_headers = {"content-type": "application/x-protobuf"}
-        if compression:
-            base_headers["content-encoding"] = "gzip"
-        self._headers = {**base_headers, **dict(headers or {})}
+        # content-encoding goes with each body as it is (see send_encoded), not with the client.
+        self._headers = {"content-type": "application/x-protobuf", **dict(headers or {})}
         self._auth = auth
         self._timeout_s = timeout_s
         # Made on the sender thread at the first send: importing httpx (~60 ms) is not the
@@ -107,7 +115,8 @@ class OTLPHttpExporter(SpanExporter, SpoolableExporter):
             ExportTraceServiceRequest,
         )
 
-        raw = gzip.decompress(body) if self._compression else body
+        gzipped = _gzipped(body)
+        raw = gzip.decompress(body) if gzipped else body
         request = ExportTraceServiceRequest.FromString(raw)
         located = [
             (r, s, span)
@@ -118,9 +127,12 @@ class OTLPHttpExporter(SpanExporter, SpoolableExporter):
         if len(located) < 2:
             return []
         middle = len(located) // 2
-        return [self._encode_part(request, part) for part in (located[:middle], located[middle:])]
+        halves = (located[:middle], located[middle:])
+        return [self._encode_part(request, part, gzipped) for part in halves]
 
-    def _encode_part(self, request: Any, located: list[tuple[int, int, Any]]) -> tuple[bytes, int]:
+    def _encode_part(
+        self, request: Any, located: list[tuple[int, int, Any]], gzipped: bool
+    ) -> tuple[bytes, int]:
         part = type(request)()
         part.CopyFrom(request)
         for resource in part.resource_spans:
@@ -129,7 +141,7 @@ class OTLPHttpExporter(SpanExporter, SpoolableExporter):
         for r, s, span in located:
             part.resource_spans[r].scope_spans[s].spans.append(span)
         raw = part.SerializeToString()
-        body = gzip.compress(raw, compresslevel=_GZIP_LEVEL) if self._compression else raw
+        body = gzip.compress(raw, compresslevel=_GZIP_LEVEL) if gzipped else raw
         return body, len(located)
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
@@ -156,7 +168,9 @@ class OTLPHttpExporter(SpanExporter, SpoolableExporter):
 
         try:
             with suppress_instrumentation():
-                response = self._http().post(self.endpoint, content=body)
+                response = self._http().post(
+                    self.endpoint, content=body, headers=_GZIP if _gzipped(body) else None
+                )
         except httpx.TimeoutException:
             outcome = ExportOutcome(ok=False, retryable=True, reason="timed out")
         except (httpx.TransportError, RuntimeError) as exc:
@@ -291,5 +305,6 @@ def exporter_for(spec: ExporterSpec, timeout_s: float) -> OTLPHttpExporter:
         headers=spec.headers,
         auth=auth,
         timeout_s=timeout_s,
+        compression=spec.gzip,
         hint_on_auth_error=hint,
     )
