@@ -42,6 +42,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger("appsdk")
+# How long a spool found empty for this exporter is taken as empty, unless this process
+# spools a batch or is asked to drain (another process's batches wait at most this long).
+_SPOOL_RECHECK_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +247,8 @@ class BatchExportProcessor(SpanProcessor):
         self._claimer = f"{os.getpid()}-{id(self):x}-{time.monotonic_ns():x}"
         self._lease_s = 60.0
         self._undeletable: set[int] = set()
+        # When the spool last had nothing of ours to claim (None: look at the next chance).
+        self._spool_found_empty: float | None = None
         self._spool_fault_warned = False
         self._queue: collections.deque[ReadableSpan] = collections.deque()
         self._shutdown = False
@@ -343,6 +348,9 @@ class BatchExportProcessor(SpanProcessor):
             return
         if self._backoff.down and (self._shutdown or not self._backoff.may_probe()):
             return
+        found_empty = self._spool_found_empty
+        if found_empty is not None and time.monotonic() - found_empty < _SPOOL_RECHECK_S:
+            return  # nothing of ours went there since: no query between every two batches
         try:
             batch = spool.claim_oldest(
                 self.spool_key, self._claimer, self._lease_s, skip=self._undeletable
@@ -350,6 +358,8 @@ class BatchExportProcessor(SpanProcessor):
         except Exception as exc:  # a broken spool must not stop live export
             self._spool_fault("read", exc)
             return
+        # Another process with this configuration may spool too: looked at again in a while.
+        self._spool_found_empty = time.monotonic() if batch is None else None
         if batch is not None and not self._sender.submit(
             _Job(batch.body, batch.spans, batch.id), wait_s
         ):
@@ -484,6 +494,7 @@ class BatchExportProcessor(SpanProcessor):
 
     def _spool_put(self, body: bytes, spans: int) -> None:
         assert self._spool is not None
+        self._spool_found_empty = None
         if not self._spool_call(self._spool.put, self.spool_key, body, spans):
             self.stats.add(failed_spans=spans)  # a full disk: counted, and export goes on
             return
@@ -533,6 +544,7 @@ class BatchExportProcessor(SpanProcessor):
         # An explicit drain may probe at once, but the backoff holds after that, and a
         # server's Retry-After holds throughout: a flush never hammers a struggling backend.
         self._backoff.probe_now()
+        self._spool_found_empty = None
         while self._spool_waiting():
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._worker.is_alive():

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,9 +9,21 @@ import pytest
 
 import appsdk
 from appsdk.testing import SpanCapture, capture_spans
-from tests.servers import OTLPReceiver, otlp_receiver
+from tests.servers import OTLPReceiver, otlp_receiver, reserved_port
 
 _PREFIXES = ("APPSDK_", "LANGFUSE_", "OTEL_")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_ca_bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every HTTP client (httpx, openai, langfuse: some 600 in the suite, and those of the
+    subprocesses) builds a TLS context, and parsing a CA bundle for it costs ~30 ms. Nothing
+    here talks TLS to a real server: the trust store is an empty directory, read lazily, free.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("SSL_CERT_FILE", raising=False)
+        patch.setenv("SSL_CERT_DIR", str(tmp_path_factory.mktemp("no-ca")))
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +48,13 @@ def _forget_langfuse_clients() -> None:
     for manager in list(LangfuseResourceManager._instances.values()):
         manager.shutdown()
     LangfuseResourceManager._instances.clear()
+
+
+@pytest.fixture
+def reserved() -> Iterator[socket.socket]:
+    """A loopback port that refuses connections until ``otlp_receiver(reserved=...)`` takes it."""
+    with reserved_port() as sock:
+        yield sock
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """A Langfuse API stub on loopback: prompts, scores, projects, OTLP traces; Basic auth.
 
 The real langfuse client talks to it. ``status`` forces every answer (503 for an outage),
-``score_status`` only the scores API's, and ``stop()`` makes the port refuse connections.
+``score_status`` only the scores API's, and ``stop()`` makes the port refuse connections
+(``start(stub)`` serves it again).
 
 For the scores API's faults: ``answer_scores(status, headers)`` queues one-off answers (a
 404, a redirect, a 429 with ``Retry-After``), taken one per POST before anything else;
@@ -17,13 +18,16 @@ import base64
 import contextlib
 import gzip
 import json
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.servers import decode, http_server, serve_in_thread, url_of
 
 PUBLIC_KEY = "pk-lf-test"
 SECRET_KEY = "sk-lf-test-secret"
@@ -53,6 +57,9 @@ class LangfuseStub:
     score_posts: int = 0
     changed: threading.Condition = field(default_factory=threading.Condition)
     server: ThreadingHTTPServer | None = None
+    stop_serving: Callable[[], None] | None = None
+    # While stopped: the port, bound and not listening (refusing, and kept for a restart).
+    reserved: socket.socket | None = None
 
     def add_prompt(
         self,
@@ -96,10 +103,20 @@ class LangfuseStub:
                 raise AssertionError("the Langfuse stub never saw what was expected")
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
+        """From now on the port refuses connections; ``start(stub)`` serves on it again."""
+        if self.server is not None and self.stop_serving is not None:
+            self.stop_serving()
+            self.server = self.stop_serving = None
+            reserved = socket.socket()
+            reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            reserved.bind(("127.0.0.1", self.port))
+            self.reserved = reserved
+
+    def close(self) -> None:
+        self.stop()
+        if self.reserved is not None:
+            self.reserved.close()
+            self.reserved = None
 
     def options(self) -> dict[str, Any]:
         """appsdk.configure() arguments that point at this stub."""
@@ -187,8 +204,6 @@ def _handler(stub: LangfuseStub) -> type[BaseHTTPRequestHandler]:
             if path == "/api/public/otel/v1/traces":
                 if self.headers.get("content-encoding") == "gzip":
                     body = gzip.decompress(body)
-                from tests.servers import decode
-
                 with stub.changed:
                     stub.span_ids.extend(span.span_id for span in decode(body))
                     stub.changed.notify_all()
@@ -241,14 +256,13 @@ def _handler(stub: LangfuseStub) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def start(stub: LangfuseStub, port: int = 0) -> None:
-    """Serve ``stub`` (again) on ``port``: after ``stop()`` it comes back at the same URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(stub))
-    server.daemon_threads = True
+def start(stub: LangfuseStub) -> None:
+    """Serve ``stub``: on a new port, or after ``stop()`` again at the same URL."""
+    reserved, stub.reserved = stub.reserved, None
+    server = http_server(_handler(stub), reserved)
     stub.server = server
-    stub.url = f"http://127.0.0.1:{server.server_address[1]}"
-    # A short poll: stop() waits for it, and tests stop and restart stubs.
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    stub.url = url_of(server)
+    stub.stop_serving = serve_in_thread(server)
 
 
 @contextmanager
@@ -260,4 +274,4 @@ def langfuse_stub() -> Iterator[LangfuseStub]:
     finally:
         if stub.hang_scores is not None:
             stub.hang_scores.set()
-        stub.stop()
+        stub.close()

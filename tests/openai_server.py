@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from appsdk.sim import serving
+from appsdk import sim
 
 MODEL = "test-llama"
 MODELS = [MODEL, "test-llama-lora"]
@@ -569,6 +569,6 @@ def create_app(server: OpenAIServer, *, serve_retrieve: bool = True) -> Starlett
 def openai_server(*, serve_retrieve: bool = True) -> Iterator[OpenAIServer]:
     """Serve the test server on 127.0.0.1 in a background thread while the block runs."""
     server = OpenAIServer()
-    with serving(create_app(server, serve_retrieve=serve_retrieve)) as url:
+    with sim.serving(create_app(server, serve_retrieve=serve_retrieve)) as url:
         server.url = url
         yield server

@@ -3,8 +3,10 @@
 ``python -m tests.parity_scenarios SDK SCENARIO URL`` configures one SDK alone in a fresh
 process, exporting to the OTLP receiver at URL as a Langfuse project, runs the scenario with
 the user code unchanged (only the import differs), flushes, and prints what the caller got back
-as JSON. The scenarios follow langfuse-python's own decorator tests and the edge cases users
-hit; tests/test_parity.py compares the decoded OTLP of both runs.
+as JSON. ``python -m tests.parity_scenarios --serve SDK`` does the same for each request it
+reads, each in a process forked from one that has done the SDK's imports (see ``_serve``).
+The scenarios follow langfuse-python's own decorator tests and the edge cases users hit;
+tests/test_parity.py compares the decoded OTLP of both runs.
 """
 
 from __future__ import annotations
@@ -1527,5 +1529,71 @@ def _run(sdk: str, name: str, url: str) -> None:
     print(json.dumps(result))
 
 
+def _serve(sdk: str) -> tuple[str, str] | None:
+    """``--serve SDK``: fork one fresh process per scenario asked for on stdin.
+
+    This process imports what a run of ``sdk`` imports, and nothing more, and starts no thread:
+    each request line (JSON: name, url, cwd, stdout, stderr, timeout) forks a child that starts
+    from that state, as a new interpreter would after its imports, runs the scenario and exits
+    normally (atexit included). The child's exit code is answered as one JSON line. Returns
+    (name, url) in the child, None here when stdin closes.
+    """
+    import gc
+    import os
+    import select
+    import signal
+
+    # Third-party modules both SDKs import when their clients are created (the OTLP/HTTP
+    # exporter's requests, httpx's transport): imported once here, not in every child.
+    import h11  # noqa: F401
+    import httpcore  # noqa: F401
+    import langfuse  # noqa: F401
+    import opentelemetry.exporter.otlp.proto.http.trace_exporter
+    import requests  # noqa: F401
+
+    if sdk == "appsdk":
+        # configure() imports the pipeline (its state is still new in each child) and these.
+        import itsdangerous  # noqa: F401
+        import opentelemetry.instrumentation.utils
+        import opentelemetry.propagate  # noqa: F401
+        import wrapt  # noqa: F401
+
+        import appsdk.pipeline  # noqa: F401
+
+    # What the imports made is kept out of the collector's sight, as pre-fork servers do: no
+    # child copies the pages of these objects just to collect (at its exit, among others).
+    gc.freeze()
+    for line in sys.stdin:
+        request = json.loads(line)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            os.chdir(request["cwd"])
+            for fd, path, flags in (
+                (0, os.devnull, os.O_RDONLY),
+                (1, request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                (2, request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+            ):
+                opened = os.open(path, flags)
+                os.dup2(opened, fd)
+                os.close(opened)
+            return request["name"], request["url"]
+        pidfd = os.pidfd_open(pid)
+        try:
+            if not select.select([pidfd], [], [], request["timeout"])[0]:
+                os.kill(pid, signal.SIGKILL)
+        finally:
+            os.close(pidfd)
+        status = os.waitpid(pid, 0)[1]
+        print(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}), flush=True)
+    return None
+
+
 if __name__ == "__main__":
-    _run(*sys.argv[1:4])
+    if sys.argv[1] == "--serve":
+        child = _serve(sys.argv[2])
+        if child is not None:
+            _run(sys.argv[2], *child)
+    else:
+        _run(*sys.argv[1:4])

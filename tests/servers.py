@@ -1,17 +1,134 @@
-"""Loopback servers the tests talk to: an OTLP/HTTP receiver that decodes protobuf."""
+"""Loopback servers the tests talk to: an OTLP/HTTP receiver that decodes protobuf.
+
+And what every server and subprocess of the tests shares: ``http_server`` binds port 0 (or a
+port reserved before), ``serve_in_thread`` serves with a stop that costs no poll interval,
+``reserved_port`` is a port that refuses connections until a server takes it over, and
+``clean_env`` is the environment of a child process without the developer's configuration.
+ASGI apps and the simulator are served by ``appsdk.sim.serving`` and ``appsdk.sim.running``.
+"""
 
 from __future__ import annotations
 
 import gzip
+import os
+import re
+import selectors
+import socket
+import socketserver
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+if TYPE_CHECKING:
+    pass
+
+_CONFIGURATION = ("APPSDK_", "LANGFUSE_", "OTEL_")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any APPSDK_, LANGFUSE_ or OTEL_ variable, plus ``extra``.
+
+    Inside a test that is conftest's clean environment without its ``APPSDK_METRICS=false``:
+    a child gets the default (metrics on) unless ``extra`` says otherwise.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_CONFIGURATION)}
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def reserved_port() -> Iterator[socket.socket]:
+    """A loopback port bound but not listening: connections to it are refused, and no other
+    socket can take it until the block ends. ``http_server(..., reserved=sock)`` serves on it.
+    """
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", 0))
+        yield sock
+    finally:
+        sock.close()
+
+
+def port_of(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
+
+
+def http_server(
+    handler: type[BaseHTTPRequestHandler], reserved: socket.socket | None = None
+) -> ThreadingHTTPServer:
+    """A threading HTTP server on 127.0.0.1: on a port of its own choosing (port 0), or listening
+    on ``reserved`` (a socket from ``reserved_port``, which it then owns)."""
+    if reserved is None:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    else:
+        server = ThreadingHTTPServer(reserved.getsockname(), handler, bind_and_activate=False)
+        server.socket.close()
+        server.socket = reserved
+        server.server_address = reserved.getsockname()
+        server.server_activate()
+    server.daemon_threads = True
+    return server
+
+
+def url_of(server: socketserver.TCPServer) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def serve_in_thread(server: socketserver.BaseServer) -> Callable[[], None]:
+    """Serve ``server`` on a daemon thread; returns ``stop``, which ends it and closes it.
+
+    ``serve_forever(poll_interval)`` sees a ``shutdown()`` only at its next poll: this loop
+    waits on the listening socket and a wake-up socket together, so a stop is immediate.
+    ``stop`` may be called more than once.
+    """
+    wake_read, wake_write = socket.socketpair()
+
+    def loop() -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(server, selectors.EVENT_READ)
+            selector.register(wake_read, selectors.EVENT_READ)
+            while True:
+                ready = selector.select()
+                if any(key.fileobj is wake_read for key, _ in ready):
+                    return
+                server.handle_request()  # the listening socket is readable: no wait
+
+    thread = threading.Thread(target=loop, name="test-server", daemon=True)
+    thread.start()
+    stopped = threading.Lock()
+    owner = os.getpid()
+
+    def stop() -> None:
+        if not stopped.acquire(blocking=False):
+            return
+        if os.getpid() == owner:  # a forked child leaving the block must not stop the parent's
+            wake_write.send(b"x")
+            thread.join()
+        server.server_close()
+        wake_read.close()
+        wake_write.close()
+
+    return stop
+
+
+_UVICORN_URL = re.compile(r"Uvicorn running on (http://\S+)")
+
+
+def uvicorn_url(lines: Iterable[str]) -> str:
+    """The URL a uvicorn process listens on (started with ``--port 0``), read off its log."""
+    seen = []
+    for line in lines:
+        found = _UVICORN_URL.search(line)
+        if found:
+            return found.group(1)
+        seen.append(line)
+    raise AssertionError("uvicorn ended without listening:\n" + "".join(seen))
 
 
 def any_value(value: AnyValue) -> Any:
@@ -106,7 +223,10 @@ class OTLPReceiver:
 
 
 @contextmanager
-def otlp_receiver(*, port: int = 0, **options: Any) -> Iterator[OTLPReceiver]:
+def otlp_receiver(
+    *, reserved: socket.socket | None = None, **options: Any
+) -> Iterator[OTLPReceiver]:
+    """Serve a receiver on a port of its own, or on ``reserved`` (see ``reserved_port``)."""
     receiver = OTLPReceiver(**options)
 
     class Handler(BaseHTTPRequestHandler):
@@ -121,8 +241,15 @@ def otlp_receiver(*, port: int = 0, **options: Any) -> Iterator[OTLPReceiver]:
                 receiver.release.wait(receiver.delay_s)
             raw = self.rfile.read(int(self.headers.get("content-length", 0)))
             body = gzip.decompress(raw) if self.headers.get("content-encoding") == "gzip" else raw
-            is_traces = not self.path.endswith("/v1/metrics")
+            # Langfuse's JSON APIs share its base URL: recorded, never decoded. Scores are taken
+            # (or refused) like the traces; the rest (media uploads) is not served here: a 404,
+            # which their clients give up on at once instead of retrying with backoff.
+            path = self.path.split("?", 1)[0]
+            is_traces = path.endswith("/v1/traces")
+            is_otlp = is_traces or path.endswith("/v1/metrics")
             status, extra = receiver.status, {}
+            if not is_otlp and not path.endswith("/api/public/scores"):
+                status = 404
             if receiver.responder is not None and body and is_traces:
                 status, extra = receiver.responder(decode(body))
             spans = decode(body) if status == 200 and body and is_traces else []
@@ -136,19 +263,19 @@ def otlp_receiver(*, port: int = 0, **options: Any) -> Iterator[OTLPReceiver]:
             self.send_response(status)
             for name, value in extra.items():
                 self.send_header(name, value)
-            self.send_header("content-type", "application/x-protobuf")
-            self.send_header("content-length", "0")
+            answer = b"" if is_otlp else b"{}"
+            self.send_header(
+                "content-type", "application/x-protobuf" if is_otlp else "application/json"
+            )
+            self.send_header("content-length", str(len(answer)))
             self.end_headers()
+            self.wfile.write(answer)
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
-    # A short poll: shutting the server down at the end of a test waits at most this long.
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
+    server = http_server(Handler, reserved)
+    receiver.url = url_of(server)
+    stop = serve_in_thread(server)
     try:
         yield receiver
     finally:
         receiver.release.set()
-        server.shutdown()
-        server.server_close()
+        stop()

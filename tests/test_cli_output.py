@@ -19,6 +19,7 @@ from appsdk import semconv
 from appsdk.cli import app as cli
 from appsdk.render import printable
 from appsdk.store.db import ScoreRecord, SpanRecord, TraceStore
+from tests.servers import clean_env
 
 TITLE = "\x1b]0;pwned-title\x07"
 CLEAR = "\x1b[2J\x1b[H"
@@ -324,7 +325,7 @@ def test_a_garbage_spool_in_a_real_process_prints_one_line(tmp_path: Path) -> No
             [sys.executable, "-m", "appsdk.cli", "spool", "status", *arguments],
             capture_output=True,
             cwd=tmp_path,
-            env={k: v for k, v in os.environ.items() if not k.startswith(("APPSDK_", "OTEL_"))},
+            env=clean_env(),
             timeout=60,
             text=True,
         )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections import Counter
 
 from tests.langfuse_stub import langfuse_stub
-from tests.servers import otlp_receiver
+from tests.servers import clean_env, otlp_receiver
 
 LANGFUSE_FIRST = """
 import sys
@@ -55,16 +54,13 @@ appsdk.shutdown()
 """
 
 
-def _env() -> dict[str, str]:
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith(("LANGFUSE_", "APPSDK_", "OTEL_"))
-    }
-
-
 def test_a_langfuse_client_created_first_exports_nothing_twice() -> None:
     with langfuse_stub() as stub:
         subprocess.run(
-            [sys.executable, "-c", LANGFUSE_FIRST, stub.url], check=True, env=_env(), timeout=60
+            [sys.executable, "-c", LANGFUSE_FIRST, stub.url],
+            check=True,
+            env=clean_env(),
+            timeout=60,
         )
         stub.wait_for(lambda s: len(set(s.span_ids)) >= 2)
         counts = Counter(stub.span_ids)
@@ -76,7 +72,7 @@ def test_appsdk_rides_along_on_the_applications_own_provider() -> None:
         subprocess.run(
             [sys.executable, "-c", PROVIDER_FIRST, app_backend.traces_url, ours.traces_url],
             check=True,
-            env=_env(),
+            env=clean_env(),
             timeout=60,
         )
         theirs_seen = {s.name for s in app_backend.wait_for_spans(2)}

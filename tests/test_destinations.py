@@ -8,11 +8,10 @@ import gzip
 import json
 import socket
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +24,11 @@ from appsdk.config import load_settings
 from appsdk.feedback import FeedbackClient
 from appsdk.feedback.outbox import outbox_status
 from appsdk.spool import Spool
-from tests.servers import Request, otlp_receiver
+from tests.servers import Request, http_server, otlp_receiver, port_of, serve_in_thread, url_of
 
 TRACE = "ab" * 16
 PROJECT_A = {"langfuse_public_key": "pk-lf-aaaa-0001", "langfuse_secret_key": "sk-lf-secret-of-a"}
 PROJECT_B = {"langfuse_public_key": "pk-lf-bbbb-0002", "langfuse_secret_key": "sk-lf-secret-of-b"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _public_key(request_headers: dict[str, str]) -> str:
@@ -77,15 +70,14 @@ def _status(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], *args: str) ->
 
 
 def test_langfuse_spans_spooled_for_project_a_never_reach_project_b(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reserved: socket.socket
 ) -> None:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"  # one URL for both projects, as on Langfuse Cloud
+    url = f"http://127.0.0.1:{port_of(reserved)}"  # one URL for both projects, as on Langfuse Cloud
     common = {"langfuse_base_url": url, "spool_path": tmp_path / "spool.db"}
     a, b = {**common, **PROJECT_A}, {**common, **PROJECT_B}
     _spool_while_down(a, [f"a-{i}" for i in range(5)])
     _spool_while_down(b, [f"b-{i}" for i in range(3)])
-    with otlp_receiver(port=port) as langfuse:
+    with otlp_receiver(reserved=reserved) as langfuse:
         _drain(b)
         assert _received(langfuse.requests, "basic") == {
             ("pk-lf-bbbb-0002", f"b-{i}") for i in range(3)
@@ -114,10 +106,9 @@ def test_langfuse_spans_spooled_for_project_a_never_reach_project_b(
 
 
 def test_otlp_tenants_told_apart_by_a_header_never_get_each_others_spans(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reserved: socket.socket
 ) -> None:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/v1/traces"
+    url = f"http://127.0.0.1:{port_of(reserved)}/v1/traces"
     common = {"otlp_traces_endpoint": url, "spool_path": tmp_path / "spool.db"}
     _spool_while_down({**common, "otlp_headers": "x-scope-orgid=tenant-a"}, ["a-0", "a-1"])
     _spool_while_down({**common, "otlp_headers": "x-scope-orgid=tenant-b"}, ["b-0", "b-1", "b-2"])
@@ -128,7 +119,7 @@ def test_otlp_tenants_told_apart_by_a_header_never_get_each_others_spans(
     }
     for key, value in env_b.items():
         monkeypatch.setenv(key, value)
-    with otlp_receiver(port=port) as collector:
+    with otlp_receiver(reserved=reserved) as collector:
         flushed = CliRunner().invoke(cli, ["spool", "flush", "--timeout", "20"])
         assert flushed.exit_code == 0, flushed.output
         assert "otlp: sent 3 spooled spans, 0 still waiting" in flushed.output
@@ -174,15 +165,13 @@ def scores_server() -> Iterator[ScoresServer]:
             self.send_header("content-length", "0")
             self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    server = http_server(Handler)
+    state.url = url_of(server)
+    stop = serve_in_thread(server)
     try:
         yield state
     finally:
-        server.shutdown()
-        server.server_close()
+        stop()
 
 
 def _feedback(url: str, project: dict[str, str], outbox: Path) -> FeedbackClient:
@@ -315,8 +304,8 @@ def test_the_spool_keys_of_the_pipeline_are_the_destinations_of_the_settings(
     assert [key.name for key in keys if key] == ["langfuse", "otlp", "otlp-1", "otlp-2"]
 
 
-def test_the_spool_file_holds_no_credential(tmp_path: Path) -> None:
-    port = _free_port()
+def test_the_spool_file_holds_no_credential(tmp_path: Path, reserved: socket.socket) -> None:
+    port = port_of(reserved)
     _spool_while_down(
         {
             "langfuse_base_url": f"http://127.0.0.1:{port}",

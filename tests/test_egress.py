@@ -192,6 +192,8 @@ def test_no_planted_secret_reaches_any_sink(
 
     seen = sinks.everything() + caplog.text.encode()
     assert core.encode() not in seen, f"{kind} leaked"
+    # The rating went out to Langfuse's scores API as well: its body is one of the sinks read.
+    assert any(r.path == "/api/public/scores" for r in sinks.langfuse.requests)
     # The surrounding text does arrive: the guard removes the secret, not the content.
     assert MARKER.encode() in b"".join(r.body for r in sinks.langfuse.requests)
     assert MARKER.encode() in (sinks.root / "traces.db").read_bytes() + b"".join(

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from appsdk import sim
 from appsdk.store import TraceStore
 from tests.langfuse_stub import LangfuseStub, langfuse_stub
+from tests.servers import clean_env, uvicorn_url
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def _run(script: str, cwd: Path, **env: str) -> str:
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("APPSDK_", "LANGFUSE_", "OTEL_"))
-    }
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / script)],
         cwd=cwd,
-        env={**clean, **env},
+        env=clean_env(**env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -94,29 +92,19 @@ def test_mixed_with_langfuse(tmp_path: Path, stub: LangfuseStub) -> None:
 
 def test_the_fastapi_app_served_by_uvicorn_as_its_docstring_says(tmp_path: Path) -> None:
     import signal
-    import socket
 
     import httpx
 
-    from appsdk import sim
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     store = tmp_path / "traces.db"
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("APPSDK_", "LANGFUSE_", "OTEL_"))
-    }
     with sim.running() as simulator:
-        env = {
-            **clean,
-            "LLMD_BASE_URL": simulator.base_url,
-            "APPSDK_FEEDBACK_SECRET": "s" * 32,
-            "APPSDK_STORE_PATH": str(store),
-            "APPSDK_METRICS": "false",
-        }
+        env = clean_env(
+            LLMD_BASE_URL=simulator.base_url,
+            APPSDK_FEEDBACK_SECRET="s" * 32,
+            APPSDK_STORE_PATH=str(store),
+            APPSDK_METRICS="false",
+        )
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--port", str(port)],
+            [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--port", "0"],
             cwd=EXAMPLES.parent,
             env=env,
             stdout=subprocess.PIPE,
@@ -125,10 +113,7 @@ def test_the_fastapi_app_served_by_uvicorn_as_its_docstring_says(tmp_path: Path)
         )
         try:
             assert server.stdout is not None
-            for line in server.stdout:
-                if "Uvicorn running" in line:
-                    break
-            url = f"http://127.0.0.1:{port}"
+            url = uvicorn_url(server.stdout)
             answer = httpx.post(
                 f"{url}/chat", json={"question": "hi"}, headers={"x-user": "ana"}, timeout=30
             ).json()

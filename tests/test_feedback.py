@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import appsdk
+from appsdk import sim
 from appsdk.cli import app as cli
 from appsdk.config import load_settings
 from appsdk.feedback import (
@@ -29,8 +29,8 @@ from appsdk.feedback import (
     verify_feedback_token,
 )
 from appsdk.integrations import feedback_app
-from appsdk.sim import serving
 from tests.langfuse_stub import LangfuseStub, langfuse_stub, start
+from tests.servers import clean_env
 
 SECRET = "test-feedback-secret-0123456789"
 TRACE = "ab" * 16
@@ -115,7 +115,7 @@ def test_every_score_survives_an_outage_of_503s_then_refused_connections(
     assert not client.flush(0.3)
     assert client.stats()["pending"] == 20
     stub.score_status = None
-    start(stub, stub.port)
+    start(stub)
     assert client.flush(30)
     assert set(stub.scores) == set(ids)
     assert client.stats() == {"pending": 0, "delivered": 20, "rejected": 0}
@@ -161,7 +161,7 @@ def test_a_process_killed_mid_delivery_delivers_everything_after_restart(
 ) -> None:
     outbox = str(tmp_path / "outbox.db")
     stub.hang_scores = threading.Event()  # the first delivery never gets an answer
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGFUSE_", "APPSDK_"))}
+    env = clean_env()
     first = subprocess.Popen(
         [sys.executable, "-c", DELIVER_SCRIPT, stub.url, outbox, "30"],
         stdout=subprocess.PIPE,
@@ -250,7 +250,7 @@ def endpoint(stub: LangfuseStub, tmp_path: Path) -> Iterator[tuple[httpx.Client,
         ratings_per_minute=3,
         max_body_bytes=2048,
     )
-    with serving(app) as url, httpx.Client(base_url=url) as http:
+    with sim.serving(app) as url, httpx.Client(base_url=url) as http:
         yield http, client
     client.close()
 

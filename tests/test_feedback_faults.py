@@ -7,7 +7,6 @@ stub) holds, and how many it was sent more than once.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sqlite3
 import subprocess
@@ -21,13 +20,14 @@ import httpx
 import pytest
 
 import appsdk
+from appsdk import sim
 from appsdk.config import load_settings
 from appsdk.feedback import FeedbackClient, issue_feedback_token
 from appsdk.feedback.client import flush_default, shutdown_default, start_default_if_pending
 from appsdk.feedback.delivery import backoff_delay
 from appsdk.integrations import feedback_app
-from appsdk.sim import serving
 from tests.langfuse_stub import PUBLIC_KEY, SECRET_KEY, LangfuseStub, langfuse_stub
+from tests.servers import clean_env
 
 TRACE = "ab" * 16
 SECRET = "test-feedback-secret-0123456789"
@@ -65,15 +65,13 @@ def _posted(stub: LangfuseStub) -> Counter[str]:
 
 
 def _outbox_env(stub: LangfuseStub, outbox: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGFUSE_", "APPSDK_"))}
-    env.update(
+    return clean_env(
         LANGFUSE_PUBLIC_KEY=PUBLIC_KEY,
         LANGFUSE_SECRET_KEY=SECRET_KEY,
         LANGFUSE_BASE_URL=stub.url,
         APPSDK_FEEDBACK_OUTBOX=str(outbox),
         APPSDK_METRICS="false",
     )
-    return env
 
 
 # -- every answer classified -----------------------------------------------------------------
@@ -483,7 +481,7 @@ def endpoint(stub: LangfuseStub, tmp_path: Path) -> Iterator[httpx.Client]:
         ratings_per_minute=3,
         max_body_bytes=16_384,
     )
-    with serving(app) as url, httpx.Client(base_url=url, headers={"x-user": "alice"}) as http:
+    with sim.serving(app) as url, httpx.Client(base_url=url, headers={"x-user": "alice"}) as http:
         yield http
     client.close()
 

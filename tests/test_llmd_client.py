@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ from appsdk.llmd import (
 from appsdk.testing import CapturedObservation, SpanCapture, capture_spans
 from tests.openai_server import MODEL as TEST_MODEL
 from tests.openai_server import OpenAIServer, openai_server
+from tests.servers import port_of
 
 MODEL = "sim-llama-3-8b"
 MESSAGES = [{"role": "user", "content": "What does llm-d do?"}]
@@ -238,12 +240,14 @@ def test_a_retry_after_longer_than_the_policy_allows_is_not_waited_for(env: Env)
     assert caught.value.retry_after == 3600 and len(env.sim.received) == 1
 
 
-def test_connection_refused_is_retried_then_raised_as_a_connection_error() -> None:
+def test_connection_refused_is_retried_then_raised_as_a_connection_error(
+    reserved: socket.socket,
+) -> None:
     with capture_spans() as captured:
-        free_port = _free_port()
+        refusing = f"http://127.0.0.1:{port_of(reserved)}"
         fast = appsdk.RetryPolicy(max_attempts=2, initial_backoff_s=0.001)
         with (
-            appsdk.LLMDClient(base_url=f"http://127.0.0.1:{free_port}", retry=fast) as client,
+            appsdk.LLMDClient(base_url=refusing, retry=fast) as client,
             pytest.raises(LLMDConnectionError),
         ):
             client.chat(model=MODEL, messages=MESSAGES)
@@ -251,14 +255,6 @@ def test_connection_refused_is_retried_then_raised_as_a_connection_error() -> No
         assert generation.level == "ERROR"
         span = next(s for s in captured.spans if s.name == f"chat {MODEL}")
         assert [e.name for e in span.events] == ["retry", "exception"]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_an_error_event_mid_stream_raises_and_keeps_what_arrived(env: Env) -> None:
@@ -306,7 +302,7 @@ def test_breaking_out_of_a_stream_ends_the_span_and_frees_the_connection(env: En
     assert complete.level == "DEFAULT"
 
 
-async def test_200_concurrent_async_streams_keep_their_traces_apart(env: Env) -> None:
+async def test_100_concurrent_async_streams_keep_their_traces_apart(env: Env) -> None:
     async with appsdk.AsyncLLMDClient(
         base_url=env.sim.base_url, limits=httpx.Limits(max_connections=50)
     ) as client:
@@ -321,13 +317,13 @@ async def test_200_concurrent_async_streams_keep_their_traces_apart(env: Env) ->
             async with stream:
                 return "".join([chunk.text async for chunk in stream])
 
-        answers = await asyncio.gather(*(agent(i) for i in range(200)))
+        answers = await asyncio.gather(*(agent(i) for i in range(100)))
     assert all(f"question {i}" in answer for i, answer in enumerate(answers))
     observations = env.captured.observations()
     agents = {o.id: o for o in observations if o.name == "agent"}
     generations = [o for o in observations if o.type == "generation"]
-    assert len(agents) == 200 and len(generations) == 200
-    assert len({a.trace_id for a in agents.values()}) == 200
+    assert len(agents) == 100 and len(generations) == 100
+    assert len({a.trace_id for a in agents.values()}) == 100
     for generation in generations:
         parent = agents[generation.parent_id or ""]
         assert generation.trace_id == parent.trace_id

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
-from tests.servers import otlp_receiver
+from tests.servers import clean_env, otlp_receiver
 
 OWN_PROVIDER = """
 import json
@@ -45,18 +44,12 @@ appsdk.shutdown()
 """
 
 
-def _env() -> dict[str, str]:
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "APPSDK_", "LANGFUSE_"))
-    }
-
-
 def test_client_metrics_go_to_the_applications_meter_provider() -> None:
     out = subprocess.run(
         [sys.executable, "-c", OWN_PROVIDER],
         capture_output=True,
         text=True,
-        env=_env(),
+        env=clean_env(),
         check=True,
         timeout=60,
     )
@@ -71,7 +64,7 @@ def test_client_metrics_go_to_the_applications_meter_provider() -> None:
 def test_client_metrics_follow_the_traces_to_the_otlp_endpoint() -> None:
     with otlp_receiver() as receiver:
         subprocess.run(
-            [sys.executable, "-c", OTLP, receiver.url], env=_env(), check=True, timeout=60
+            [sys.executable, "-c", OTLP, receiver.url], env=clean_env(), check=True, timeout=60
         )
         receiver.wait_for(lambda r: any(q.path == "/v1/metrics" for q in r.requests))
         metric_bodies = [q.body for q in receiver.requests if q.path == "/v1/metrics"]

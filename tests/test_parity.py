@@ -1,6 +1,7 @@
 """``langfuse.observe`` -> ``appsdk.observe`` changes nothing Langfuse shows.
 
-Each scenario of tests/parity_scenarios.py runs in its own process once per SDK, exporting
+Each scenario of tests/parity_scenarios.py runs in its own process once per SDK (forked from
+one that has done that SDK's imports, both SDKs at the same time), exporting
 OTLP/HTTP to a loopback receiver; the decoded spans are compared with ids and timestamps
 normalized. Allowed differences: the instrumentation scope, OTel's ``error.type`` attribute and
 ``exception`` events (see docs/migrating.md).
@@ -12,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +27,84 @@ ROOT = Path(__file__).resolve().parent.parent
 _IGNORED = frozenset({"error.type"})
 
 
-def _run(sdk: str, name: str, tmp_path: Path) -> tuple[Any, list[ReceivedSpan]]:
-    with otlp_receiver() as receiver:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGFUSE_", "OTEL_"))}
+class _Forker:
+    """``python -m tests.parity_scenarios --serve SDK``: a fresh process per scenario, forked."""
+
+    def __init__(self, sdk: str) -> None:
+        # What the tests see (conftest's clean_environment), without the SDKs' variables.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("APPSDK_", "LANGFUSE_", "OTEL_"))
+        }
         env.update(APPSDK_METRICS="false", PYTHONPATH=str(ROOT))
-        done = subprocess.run(
-            [sys.executable, "-m", "tests.parity_scenarios", sdk, name, receiver.url],
-            capture_output=True,
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.parity_scenarios", "--serve", sdk],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             text=True,
             env=env,
-            cwd=tmp_path,
-            timeout=60,
-            check=False,
+            cwd=ROOT,
         )
-        assert done.returncode == 0, done.stderr
-        returned = json.loads(done.stdout.strip().splitlines()[-1])
-        return returned, receiver.spans
+
+    def start(self, name: str, url: str, where: Path) -> None:
+        where.mkdir()
+        request = {
+            "name": name,
+            "url": url,
+            "cwd": str(where),
+            "stdout": str(where / "stdout"),
+            "stderr": str(where / "stderr"),
+            "timeout": 60,
+        }
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+
+    def returncode(self) -> int:
+        assert self.process.stdout is not None
+        answer = self.process.stdout.readline()
+        assert answer, f"the parity process ended ({self.process.poll()})"
+        return int(json.loads(answer)["returncode"])
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def forkers() -> Iterator[dict[str, _Forker]]:
+    started = {sdk: _Forker(sdk) for sdk in ("langfuse", "appsdk")}
+    try:
+        yield started
+    finally:
+        for forker in started.values():
+            forker.close()
+
+
+def _run_both(
+    forkers: dict[str, _Forker], name: str, tmp_path: Path
+) -> dict[str, tuple[Any, list[ReceivedSpan]]]:
+    """The scenario under each SDK, at the same time, each in its own fresh process."""
+    with otlp_receiver() as theirs, otlp_receiver() as ours:
+        receivers = {"langfuse": theirs, "appsdk": ours}
+        for sdk, forker in forkers.items():
+            forker.start(name, receivers[sdk].url, tmp_path / sdk)
+        results = {}
+        for sdk, forker in forkers.items():
+            returncode = forker.returncode()
+            stderr = (tmp_path / sdk / "stderr").read_text()
+            assert returncode == 0, stderr
+            stdout = (tmp_path / sdk / "stdout").read_text()
+            results[sdk] = (json.loads(stdout.strip().splitlines()[-1]), receivers[sdk].spans)
+        return results
 
 
 def _normalized(spans: list[ReceivedSpan]) -> list[dict[str, Any]]:
@@ -65,10 +129,13 @@ def _normalized(spans: list[ReceivedSpan]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_the_scenario_gives_the_same_trace_under_both_decorators(name: str, tmp_path: Path) -> None:
+def test_the_scenario_gives_the_same_trace_under_both_decorators(
+    name: str, tmp_path: Path, forkers: dict[str, _Forker]
+) -> None:
     if name in KNOWN_DIFFERENCES:
         pytest.skip(KNOWN_DIFFERENCES[name])
-    theirs_returned, theirs = _run("langfuse", name, tmp_path)
-    ours_returned, ours = _run("appsdk", name, tmp_path)
+    results = _run_both(forkers, name, tmp_path)
+    theirs_returned, theirs = results["langfuse"]
+    ours_returned, ours = results["appsdk"]
     assert ours_returned == theirs_returned
     assert _normalized(ours) == _normalized(theirs)

@@ -3,7 +3,6 @@ from __future__ import annotations
 import base64
 import gzip
 import logging
-import os
 import resource
 import time
 from pathlib import Path
@@ -13,9 +12,10 @@ from opentelemetry import trace
 from typer.testing import CliRunner
 
 import appsdk
+from appsdk import sim
 from appsdk.cli import app
 from appsdk.store import TraceStore
-from tests.servers import OTLPReceiver, otlp_receiver
+from tests.servers import OTLPReceiver, clean_env, otlp_receiver
 
 
 def _tracer() -> trace.Tracer:
@@ -175,7 +175,9 @@ def test_several_processes_write_one_store(store_path: Path) -> None:
 
 
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """The resident set now (not ``ru_maxrss``, the peak, which earlier tests already raised)."""
+    resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return resident_pages * resource.getpagesize() / 2**20
 
 
 def test_a_backend_that_never_answers_costs_the_app_nothing(
@@ -248,15 +250,21 @@ def test_shutdown_at_exit_flushes_pending_spans(receiver: OTLPReceiver, tmp_path
         "for i in range(10):\n"
         "    with p.tracer.start_as_current_span('pending'): pass\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LANGFUSE_"))}
+    env = clean_env(APPSDK_METRICS="false")
     subprocess.run(
         [sys.executable, "-c", code, receiver.traces_url], check=True, env=env, timeout=60
     )
     assert len(receiver.wait_for_spans(10)) == 10
 
 
-def test_stats_are_empty_before_configure() -> None:
-    assert appsdk.stats() in ({},) or all(isinstance(v, dict) for v in appsdk.stats().values())
+def test_stats_are_empty_before_configure(
+    monkeypatch: pytest.MonkeyPatch, receiver: OTLPReceiver
+) -> None:
+    # As in a process that never configured: no pipeline, and none shut down earlier.
+    monkeypatch.setattr(appsdk.runtime, "_retired", None)
+    assert appsdk.stats() == {}
+    appsdk.configure(local_store="never", otlp_endpoints=(receiver.traces_url,))
+    assert set(appsdk.stats()) == {"otlp"}
 
 
 def test_configure_again_applies_new_settings_or_says_why_not(
@@ -277,7 +285,6 @@ def test_a_stream_abandoned_without_with_is_exported_at_shutdown(tmp_path: Path)
     import subprocess
     import sys
 
-    from appsdk import sim
     from appsdk.store import TraceStore
 
     # As in a notebook cell or at module level: break out of a stream and never close it.
@@ -290,7 +297,7 @@ def test_a_stream_abandoned_without_with_is_exported_at_shutdown(tmp_path: Path)
         "for chunk in stream:\n"
         "    break\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LANGFUSE_"))}
+    env = clean_env()
     store = tmp_path / "traces.db"
     with sim.running() as simulator:
         subprocess.run(

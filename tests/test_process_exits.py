@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import multiprocessing
-import os
 import signal
 import sqlite3
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import appsdk
-from tests.servers import OTLPReceiver, decode
+from tests.servers import OTLPReceiver, clean_env, decode
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,8 +41,7 @@ signal.signal(signal.SIGTERM, graceful)
 
 
 def _run_until_ready(script: str, receiver: OTLPReceiver, tmp_path: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGFUSE_", "OTEL_"))}
-    env.update(APPSDK_METRICS="false", PYTHONPATH=str(ROOT))
+    env = clean_env(APPSDK_METRICS="false", PYTHONPATH=str(ROOT))
     child = subprocess.Popen(
         [sys.executable, "-c", script, receiver.traces_url],
         stdout=subprocess.PIPE,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +14,7 @@ import appsdk
 from appsdk.cli import app as cli_app
 from appsdk.sim import MODELS, running
 from appsdk.store import TraceStore
+from tests.servers import clean_env, uvicorn_url
 
 
 def test_sim_help_lists_every_model() -> None:
@@ -31,20 +30,12 @@ def test_the_model_names_of_the_docs_are_served() -> None:
     assert reply.choices[0].message.content
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_the_standalone_sim_records_gateway_and_vllm_spans_in_the_local_store(
     tmp_path: Path,
 ) -> None:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGFUSE_", "OTEL_"))}
-    env["APPSDK_METRICS"] = "false"
+    env = clean_env(APPSDK_METRICS="false")
     server = subprocess.Popen(
-        [sys.executable, "-m", "appsdk.cli", "sim", "--port", str(port)],
+        [sys.executable, "-m", "appsdk.cli", "sim", "--port", "0"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -53,12 +44,10 @@ def test_the_standalone_sim_records_gateway_and_vllm_spans_in_the_local_store(
     )
     try:
         assert server.stdout is not None
-        for line in server.stdout:  # uvicorn says when it listens
-            if "Uvicorn running" in line:
-                break
+        url = uvicorn_url(server.stdout)  # uvicorn says where it listens
         traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         answer = httpx.post(
-            f"http://127.0.0.1:{port}/v1/chat/completions",
+            f"{url}/v1/chat/completions",
             json={"model": "llama-3-8b", "messages": [{"role": "user", "content": "hi"}]},
             headers={"traceparent": traceparent},
             timeout=30,

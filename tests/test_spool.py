@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import appsdk
 from appsdk.cli import app as cli
 from appsdk.spool import Spool, exporter_key
-from tests.servers import otlp_receiver
+from tests.servers import clean_env, otlp_receiver, port_of
 
 PRODUCER = """
 import json, sys
@@ -40,30 +40,17 @@ elif mode == "drain":
 """
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _env() -> dict[str, str]:
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "APPSDK_", "LANGFUSE_"))
-    }
-
-
-def test_refused_then_recovered_with_a_sigkill_between_loses_nothing(tmp_path: Path) -> None:
+def test_refused_then_recovered_with_a_sigkill_between_loses_nothing(
+    tmp_path: Path, reserved: socket.socket
+) -> None:
     spool = str(tmp_path / "spool.db")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/v1/traces"
+    url = f"http://127.0.0.1:{port_of(reserved)}/v1/traces"
     first = subprocess.Popen(
         [sys.executable, "-c", PRODUCER, url, spool, "100", "flush-then-wait"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=clean_env(),
     )
     assert first.stdout is not None
     produced = json.loads(first.stdout.readline())
@@ -74,12 +61,12 @@ def test_refused_then_recovered_with_a_sigkill_between_loses_nothing(tmp_path: P
     assert first.stdin is not None
     first.stdin.close()
     assert Spool(spool).pending_spans(exporter_key("otlp", url, {})) == 100
-    with otlp_receiver(port=port) as receiver:
+    with otlp_receiver(reserved=reserved) as receiver:
         second = subprocess.run(
             [sys.executable, "-c", PRODUCER, url, spool, "30", "drain"],
             capture_output=True,
             text=True,
-            env=_env(),
+            env=clean_env(),
             timeout=60,
         )
         lines = second.stdout.splitlines()
@@ -98,7 +85,7 @@ def test_a_backend_that_never_answers_exits_in_time_and_loses_nothing(tmp_path: 
             [sys.executable, "-c", PRODUCER, receiver.traces_url, spool, "50", "exit"],
             capture_output=True,
             text=True,
-            env=_env(),
+            env=clean_env(),
             timeout=60,
         )
         elapsed = time.monotonic() - started
@@ -112,7 +99,7 @@ def test_a_backend_that_never_answers_exits_in_time_and_loses_nothing(tmp_path: 
             [sys.executable, "-c", PRODUCER, receiver.traces_url, spool, "0", "drain"],
             capture_output=True,
             text=True,
-            env=_env(),
+            env=clean_env(),
             timeout=60,
         )
         assert "drained" in drained.stdout, drained.stderr
@@ -161,8 +148,10 @@ def test_the_spool_stays_within_its_bounds_and_counts_evictions(tmp_path: Path) 
     assert sum(evicted) == 500
 
 
-def test_a_long_outage_is_bounded_and_counted_in_stats(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{_free_port()}/v1/traces"
+def test_a_long_outage_is_bounded_and_counted_in_stats(
+    tmp_path: Path, reserved: socket.socket
+) -> None:
+    url = f"http://127.0.0.1:{port_of(reserved)}/v1/traces"
     pipeline = appsdk.configure(
         otlp_traces_endpoint=url,
         spool_path=tmp_path / "spool.db",
@@ -181,11 +170,10 @@ def test_a_long_outage_is_bounded_and_counted_in_stats(tmp_path: Path) -> None:
 
 
 def test_spool_flush_on_the_command_line_sends_what_waits(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reserved: socket.socket
 ) -> None:
     spool = tmp_path / "spool.db"
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/v1/traces"
+    url = f"http://127.0.0.1:{port_of(reserved)}/v1/traces"
     pipeline = appsdk.configure(otlp_traces_endpoint=url, spool_path=spool)
     for i in range(5):
         with pipeline.tracer.start_as_current_span(f"waiting-{i}"):
@@ -196,7 +184,7 @@ def test_spool_flush_on_the_command_line_sends_what_waits(
     status = CliRunner().invoke(cli, ["spool", "status"])
     assert f"otlp {url} (identity " in status.output
     assert "5 spans" in status.output and "this configuration's" in status.output
-    with otlp_receiver(port=port) as receiver:
+    with otlp_receiver(reserved=reserved) as receiver:
         result = CliRunner().invoke(cli, ["spool", "flush", "--timeout", "20"])
         assert result.exit_code == 0, result.output
         assert "otlp: sent 5 spooled spans, 0 still waiting" in result.output

@@ -13,7 +13,10 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,14 +49,49 @@ def _server(app: Any, host: str, port: int) -> Any:
     import uvicorn
 
     class Server(uvicorn.Server):
+        """uvicorn's server, stopped at once: its own loop sees ``should_exit`` only at a 0.1 s
+        tick and its shutdown always pauses 0.1 s, which a test suite pays per simulator."""
+
         ready = threading.Event()
+        _loop: asyncio.AbstractEventLoop | None = None
+        _wake: asyncio.Event | None = None
 
         async def startup(self, sockets: Any = None) -> None:
+            self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
             await super().startup(sockets)
             self.ready.set()
 
         def install_signal_handlers(self) -> None:  # the host process owns its signals
             return None
+
+        async def main_loop(self) -> None:
+            assert self._wake is not None
+            counter = 0  # on_tick refreshes the Date header when counter % 10 == 0: each second
+            while not await self.on_tick(counter):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                counter += 10
+
+        def stop(self) -> None:
+            self.should_exit = True
+            if self._loop is not None and self._wake is not None:
+                with contextlib.suppress(RuntimeError):  # the loop has ended already
+                    self._loop.call_soon_threadsafe(self._wake.set)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            for server in self.servers:
+                server.close()
+            for connection in list(self.server_state.connections):
+                connection.shutdown()
+            state = self.server_state
+            deadline = time.monotonic() + float(self.config.timeout_graceful_shutdown or 1)
+            while (state.connections or state.tasks) and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            for task in state.tasks:
+                task.cancel()
+            for server in self.servers:
+                await server.wait_closed()
+            await self.lifespan.shutdown()
 
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
@@ -65,7 +103,10 @@ def _server(app: Any, host: str, port: int) -> Any:
 
 @contextmanager
 def serving(app: Any, *, port: int = 0) -> Iterator[str]:
-    """Serve any ASGI app on 127.0.0.1 in a background thread; yields its base URL."""
+    """Serve any ASGI app on 127.0.0.1 in a background thread; yields its base URL.
+
+    Leaving the block stops the server at once; requests still open get up to a second.
+    """
     server = _server(app, "127.0.0.1", port)
     thread = threading.Thread(
         target=lambda: asyncio.run(server.serve()), daemon=True, name="appsdk-serve"
@@ -77,7 +118,7 @@ def serving(app: Any, *, port: int = 0) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{bound}"
     finally:
-        server.should_exit = True
+        server.stop()
         thread.join(10)
 
 
