@@ -6,6 +6,8 @@ import random
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from appsdk.backoff import capped_delay
+
 __all__ = ["LLMDOptions", "RetryPolicy"]
 
 OBJECTIVE = "x-llm-d-inference-objective"
@@ -74,7 +76,7 @@ class RetryPolicy:
             return None
         if retry_after is not None:
             return retry_after if retry_after <= self.max_retry_after_s else None
-        ceiling = min(self.max_backoff_s, self.initial_backoff_s * 2 ** (attempt - 1))
+        ceiling = capped_delay(attempt - 1, self.initial_backoff_s, self.max_backoff_s)
         return self._random.uniform(0, ceiling)
 
 
