@@ -210,7 +210,7 @@ class LLMDBase:
     def _stamp(self, request: httpx.Request) -> None:
         """Headers every request gets, typed call or plain ``client.post``."""
         if h.REQUEST_ID not in request.headers:
-            request.headers[h.REQUEST_ID] = os.urandom(16).hex()
+            request.headers[h.REQUEST_ID] = h.new_request_id()
         for name, value in self._option_headers:
             request.headers.setdefault(name, value)
         if (
@@ -292,7 +292,7 @@ class LLMDBase:
         timeout = params.pop("timeout", None)
         query = params.pop("extra_query", None)
         headers = dict(params.pop("extra_headers", None) or {})
-        headers.setdefault(h.REQUEST_ID, params.pop("request_id", None) or os.urandom(16).hex())
+        headers.setdefault(h.REQUEST_ID, params.pop("request_id", None) or h.new_request_id())
         params.pop("extra_body", None)
         if params:
             raise TypeError(f"unexpected arguments: {', '.join(sorted(params))}")

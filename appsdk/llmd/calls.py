@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -218,7 +217,7 @@ def build_call(
     auto_usage = _ask_for_usage(body) if stream else False
     if extra_body:
         body.update(extra_body)
-    rid = request_id or os.urandom(16).hex()
+    rid = request_id or h.new_request_id()
     request_headers = {
         h.REQUEST_ID: rid,
         "content-type": "application/json",

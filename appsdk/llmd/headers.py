@@ -8,7 +8,7 @@ from typing import Any
 
 from appsdk.backoff import capped_delay
 
-__all__ = ["LLMDOptions", "RetryPolicy"]
+__all__ = ["LLMDOptions", "RetryPolicy", "new_request_id"]
 
 OBJECTIVE = "x-llm-d-inference-objective"
 FAIRNESS_ID = "x-llm-d-inference-fairness-id"
@@ -81,3 +81,10 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+def new_request_id() -> str:
+    """An ``x-request-id``: 128 random bits as hex. Unique, not secret: drawn as OpenTelemetry
+    draws trace ids (``random``, reseeded in a forked child), not by a system call per request.
+    """
+    return f"{random.getrandbits(128):032x}"
