@@ -81,6 +81,8 @@ def _server(app: Any, host: str, port: int) -> Any:
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             for server in self.servers:
                 server.close()
+            for sock in sockets or []:
+                sock.close()
             for connection in list(self.server_state.connections):
                 connection.shutdown()
             state = self.server_state
