@@ -161,14 +161,15 @@ class OTLPHttpExporter(SpanExporter, SpoolableExporter):
 
     def send_encoded(self, body: bytes, count: int) -> ExportOutcome:
         """POST an encoded body (a fresh batch or a spooled one); never raises."""
-        if self._closed:
+        client = self._http()
+        if client is None:
             return ExportOutcome(ok=False, retryable=True, reason="exporter is shut down")
         import httpx
         from opentelemetry.instrumentation.utils import suppress_instrumentation
 
         try:
             with suppress_instrumentation():
-                response = self._http().post(
+                response = client.post(
                     self.endpoint, content=body, headers=_GZIP if _gzipped(body) else None
                 )
         except httpx.TimeoutException:
@@ -222,10 +223,14 @@ class OTLPHttpExporter(SpanExporter, SpoolableExporter):
         neither the application nor the first batch waits for it."""
         self._http()
 
-    def _http(self) -> httpx.Client:
+    def _http(self) -> httpx.Client | None:
+        """The HTTP client, made at first use; None once shut down, so that a send racing
+        ``shutdown()`` never opens a client (and a connection) that nobody closes."""
         import httpx  # outside the lock: an import can take long, and a fork may come
 
         with self._lock:
+            if self._closed:
+                return None
             if self._client is None:
                 auth = httpx.BasicAuth(*self._auth) if self._auth is not None else None
                 self._client = httpx.Client(
