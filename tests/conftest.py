@@ -9,9 +9,7 @@ import pytest
 
 import appsdk
 from appsdk.testing import SpanCapture, capture_spans
-from tests.servers import OTLPReceiver, otlp_receiver, reserved_port
-
-_PREFIXES = ("APPSDK_", "LANGFUSE_", "OTEL_")
+from tests.servers import CONFIGURATION_PREFIXES, OTLPReceiver, otlp_receiver, reserved_port
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,7 +28,7 @@ def no_ca_bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No test sees the developer's configuration, and none leaves a pipeline behind."""
     for name in list(os.environ):
-        if name.startswith(_PREFIXES):
+        if name.startswith(CONFIGURATION_PREFIXES):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     # A global MeterProvider would outlive the test's collector; the metrics tests run in

@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tests.servers import decode, http_server, serve_in_thread, url_of
+from tests.servers import bound_socket, decode, http_server, serve_in_thread, url_of
 
 PUBLIC_KEY = "pk-lf-test"
 SECRET_KEY = "sk-lf-test-secret"
@@ -107,10 +107,7 @@ class LangfuseStub:
         if self.server is not None and self.stop_serving is not None:
             self.stop_serving()
             self.server = self.stop_serving = None
-            reserved = socket.socket()
-            reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            reserved.bind(("127.0.0.1", self.port))
-            self.reserved = reserved
+            self.reserved = bound_socket(self.port)
 
     def close(self) -> None:
         self.stop()

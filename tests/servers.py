@@ -20,15 +20,12 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-if TYPE_CHECKING:
-    pass
-
-_CONFIGURATION = ("APPSDK_", "LANGFUSE_", "OTEL_")
+CONFIGURATION_PREFIXES = ("APPSDK_", "LANGFUSE_", "OTEL_")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -37,26 +34,25 @@ def clean_env(**extra: str) -> dict[str, str]:
     Inside a test that is conftest's clean environment without its ``APPSDK_METRICS=false``:
     a child gets the default (metrics on) unless ``extra`` says otherwise.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_CONFIGURATION)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(CONFIGURATION_PREFIXES)}
     env.update(extra)
     return env
 
 
+def bound_socket(port: int = 0) -> socket.socket:
+    """A socket bound to 127.0.0.1:``port`` (0: a free one) and not listening: connections to it
+    are refused, and no other socket can take the port while it is open."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port just served again
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
 @contextmanager
 def reserved_port() -> Iterator[socket.socket]:
-    """A loopback port bound but not listening: connections to it are refused, and no other
-    socket can take it until the block ends. ``http_server(..., reserved=sock)`` serves on it.
-    """
-    sock = socket.socket()
-    try:
-        sock.bind(("127.0.0.1", 0))
+    """``bound_socket()`` for the block. ``http_server(..., reserved=sock)`` serves on it."""
+    with bound_socket() as sock:
         yield sock
-    finally:
-        sock.close()
-
-
-def port_of(sock: socket.socket) -> int:
-    return int(sock.getsockname()[1])
 
 
 def http_server(
@@ -76,8 +72,10 @@ def http_server(
     return server
 
 
-def url_of(server: socketserver.TCPServer) -> str:
-    return f"http://127.0.0.1:{server.server_address[1]}"
+def url_of(bound: socketserver.TCPServer | socket.socket) -> str:
+    """The base URL of a server, or of a port held by a socket from ``bound_socket``."""
+    port = bound.getsockname()[1] if isinstance(bound, socket.socket) else bound.server_address[1]
+    return f"http://127.0.0.1:{port}"
 
 
 def serve_in_thread(server: socketserver.BaseServer) -> Callable[[], None]:

@@ -7,6 +7,7 @@ layer above its own; the imports have no circle; every module's first line state
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
+@functools.cache
 def _layers() -> list[tuple[str, list[str]]]:
     """The drawing under '## The layers': (layer, the names it lists), top layer first."""
     text = (ROOT / "docs" / "architecture.md").read_text()
@@ -42,6 +44,7 @@ def _layers() -> list[tuple[str, list[str]]]:
     return layers
 
 
+@functools.cache
 def _layer_of() -> dict[str, int]:
     """Each module's layer, 0 at the top: a listed module, else its package (``name/``)."""
     listed = {name: index for index, (_, names) in enumerate(_layers()) for name in names}
@@ -57,7 +60,8 @@ def _layer_of() -> dict[str, int]:
     return placed
 
 
-def _imports(module: str) -> set[str]:
+@functools.cache
+def _imports(module: str) -> frozenset[str]:
     """The appsdk modules ``module`` imports when it loads (not under TYPE_CHECKING, not in a
     function). ``from appsdk.x import y`` is module ``appsdk.x.y`` when that is a module."""
     found: set[str] = set()
@@ -80,7 +84,7 @@ def _imports(module: str) -> set[str]:
 
     visit(ast.parse(MODULES[module].read_text()).body)
     # The package's own __init__ loads nothing eagerly but its version (see appsdk/__init__.py).
-    return {name for name in found if name in MODULES and name not in ("appsdk", module)}
+    return frozenset(name for name in found if name in MODULES and name not in ("appsdk", module))
 
 
 def test_every_module_sits_in_one_layer_of_the_drawing() -> None:

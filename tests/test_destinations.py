@@ -24,7 +24,7 @@ from appsdk.config import load_settings
 from appsdk.feedback import FeedbackClient
 from appsdk.feedback.outbox import outbox_status
 from appsdk.spool import Spool
-from tests.servers import Request, http_server, otlp_receiver, port_of, serve_in_thread, url_of
+from tests.servers import Request, http_server, otlp_receiver, serve_in_thread, url_of
 
 TRACE = "ab" * 16
 PROJECT_A = {"langfuse_public_key": "pk-lf-aaaa-0001", "langfuse_secret_key": "sk-lf-secret-of-a"}
@@ -72,7 +72,7 @@ def _status(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], *args: str) ->
 def test_langfuse_spans_spooled_for_project_a_never_reach_project_b(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reserved: socket.socket
 ) -> None:
-    url = f"http://127.0.0.1:{port_of(reserved)}"  # one URL for both projects, as on Langfuse Cloud
+    url = url_of(reserved)  # one URL for both projects, as on Langfuse Cloud
     common = {"langfuse_base_url": url, "spool_path": tmp_path / "spool.db"}
     a, b = {**common, **PROJECT_A}, {**common, **PROJECT_B}
     _spool_while_down(a, [f"a-{i}" for i in range(5)])
@@ -108,7 +108,7 @@ def test_langfuse_spans_spooled_for_project_a_never_reach_project_b(
 def test_otlp_tenants_told_apart_by_a_header_never_get_each_others_spans(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reserved: socket.socket
 ) -> None:
-    url = f"http://127.0.0.1:{port_of(reserved)}/v1/traces"
+    url = url_of(reserved) + "/v1/traces"
     common = {"otlp_traces_endpoint": url, "spool_path": tmp_path / "spool.db"}
     _spool_while_down({**common, "otlp_headers": "x-scope-orgid=tenant-a"}, ["a-0", "a-1"])
     _spool_while_down({**common, "otlp_headers": "x-scope-orgid=tenant-b"}, ["b-0", "b-1", "b-2"])
@@ -305,11 +305,11 @@ def test_the_spool_keys_of_the_pipeline_are_the_destinations_of_the_settings(
 
 
 def test_the_spool_file_holds_no_credential(tmp_path: Path, reserved: socket.socket) -> None:
-    port = port_of(reserved)
+    url = url_of(reserved)
     _spool_while_down(
         {
-            "langfuse_base_url": f"http://127.0.0.1:{port}",
-            "otlp_traces_endpoint": f"http://127.0.0.1:{port}/v1/traces",
+            "langfuse_base_url": url,
+            "otlp_traces_endpoint": f"{url}/v1/traces",
             "otlp_headers": "authorization=Bearer tok-3141592653,x-scope-orgid=tenant-zz",
             "spool_path": tmp_path / "spool.db",
             **PROJECT_A,

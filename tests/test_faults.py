@@ -25,7 +25,7 @@ from appsdk.llmd import (
 )
 from appsdk.testing import capture_spans
 from tests.langfuse_stub import langfuse_stub
-from tests.servers import clean_env, otlp_receiver, port_of, reserved_port
+from tests.servers import clean_env, otlp_receiver, reserved_port, url_of
 
 SECRET = "sk-lf-do-not-log-me"
 MODEL = "sim-llama-3-8b"
@@ -37,7 +37,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     mode = request.param
     if mode == "down":
         with reserved_port() as refusing:
-            yield mode, f"http://127.0.0.1:{port_of(refusing)}"
+            yield mode, url_of(refusing)
         return
     options = {"slow": {"delay_s": 0.2}, "5xx": {"status": 503}, "401": {"status": 401}}[mode]
     with otlp_receiver(**options) as receiver:  # type: ignore[arg-type]

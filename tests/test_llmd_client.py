@@ -40,7 +40,7 @@ from appsdk.llmd import (
 from appsdk.testing import CapturedObservation, SpanCapture, capture_spans
 from tests.openai_server import MODEL as TEST_MODEL
 from tests.openai_server import OpenAIServer, openai_server
-from tests.servers import port_of
+from tests.servers import url_of
 
 MODEL = "sim-llama-3-8b"
 MESSAGES = [{"role": "user", "content": "What does llm-d do?"}]
@@ -244,7 +244,7 @@ def test_connection_refused_is_retried_then_raised_as_a_connection_error(
     reserved: socket.socket,
 ) -> None:
     with capture_spans() as captured:
-        refusing = f"http://127.0.0.1:{port_of(reserved)}"
+        refusing = url_of(reserved)
         fast = appsdk.RetryPolicy(max_attempts=2, initial_backoff_s=0.001)
         with (
             appsdk.LLMDClient(base_url=refusing, retry=fast) as client,

@@ -9,7 +9,6 @@ would look at. appsdk's side runs with tracing on.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import uuid
@@ -27,6 +26,7 @@ import appsdk.llmd
 import appsdk.openai
 from appsdk.testing import CapturedObservation, SpanCapture, capture_spans
 from tests.openai_server import EMBED_MODEL, MODEL, OpenAIServer, openai_server
+from tests.servers import bound_socket, url_of
 
 MESSAGES = [{"role": "user", "content": "What does llm-d do?"}]
 WEATHER = {
@@ -622,10 +622,7 @@ for _status in (401, 403, 409, 422, 429, 500, 503):
 
 @snippet
 def error_connection(api: Api) -> Any:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with api.make(base_url=f"http://127.0.0.1:{port}/v1") as client:
+    with bound_socket() as refusing, api.make(base_url=url_of(refusing) + "/v1") as client:
         try:
             client.chat.completions.create(model=MODEL, messages=MESSAGES)
         except api.errors.APIConnectionError as error:

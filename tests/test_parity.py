@@ -10,7 +10,6 @@ normalized. Allowed differences: the instrumentation scope, OTel's ``error.type`
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.parity_scenarios import KNOWN_DIFFERENCES, SCENARIOS
-from tests.servers import ReceivedSpan, otlp_receiver
+from tests.servers import ReceivedSpan, clean_env, otlp_receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 # Attributes one SDK adds for its own bookkeeping, not part of what Langfuse shows.
@@ -31,13 +30,7 @@ class _Forker:
     """``python -m tests.parity_scenarios --serve SDK``: a fresh process per scenario, forked."""
 
     def __init__(self, sdk: str) -> None:
-        # What the tests see (conftest's clean_environment), without the SDKs' variables.
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("APPSDK_", "LANGFUSE_", "OTEL_"))
-        }
-        env.update(APPSDK_METRICS="false", PYTHONPATH=str(ROOT))
+        env = clean_env(APPSDK_METRICS="false", PYTHONPATH=str(ROOT))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.parity_scenarios", "--serve", sdk],
             stdin=subprocess.PIPE,

@@ -27,16 +27,10 @@ PLANTED = (
 )
 
 
-def _dead_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def planted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+def planted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, reserved: socket.socket) -> str:
     """Credentials in every URL and header variable, every endpoint unreachable."""
-    port = _dead_port()
+    port = reserved.getsockname()[1]
     monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", "pk-lf-public")
     monkeypatch.setenv("LANGFUSE_SECRET_KEY", "sk-lf-planted-secret")
     monkeypatch.setenv("LANGFUSE_BASE_URL", f"http://lf:planted-lf-password@127.0.0.1:{port}")

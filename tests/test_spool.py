@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import appsdk
 from appsdk.cli import app as cli
 from appsdk.spool import Spool, exporter_key
-from tests.servers import clean_env, otlp_receiver, port_of
+from tests.servers import clean_env, otlp_receiver, url_of
 
 PRODUCER = """
 import json, sys
@@ -44,7 +44,7 @@ def test_refused_then_recovered_with_a_sigkill_between_loses_nothing(
     tmp_path: Path, reserved: socket.socket
 ) -> None:
     spool = str(tmp_path / "spool.db")
-    url = f"http://127.0.0.1:{port_of(reserved)}/v1/traces"
+    url = url_of(reserved) + "/v1/traces"
     first = subprocess.Popen(
         [sys.executable, "-c", PRODUCER, url, spool, "100", "flush-then-wait"],
         stdin=subprocess.PIPE,
@@ -151,7 +151,7 @@ def test_the_spool_stays_within_its_bounds_and_counts_evictions(tmp_path: Path) 
 def test_a_long_outage_is_bounded_and_counted_in_stats(
     tmp_path: Path, reserved: socket.socket
 ) -> None:
-    url = f"http://127.0.0.1:{port_of(reserved)}/v1/traces"
+    url = url_of(reserved) + "/v1/traces"
     pipeline = appsdk.configure(
         otlp_traces_endpoint=url,
         spool_path=tmp_path / "spool.db",
@@ -173,7 +173,7 @@ def test_spool_flush_on_the_command_line_sends_what_waits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reserved: socket.socket
 ) -> None:
     spool = tmp_path / "spool.db"
-    url = f"http://127.0.0.1:{port_of(reserved)}/v1/traces"
+    url = url_of(reserved) + "/v1/traces"
     pipeline = appsdk.configure(otlp_traces_endpoint=url, spool_path=spool)
     for i in range(5):
         with pipeline.tracer.start_as_current_span(f"waiting-{i}"):
