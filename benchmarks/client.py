@@ -81,7 +81,7 @@ def run(quick: bool = False) -> tuple[str, dict[str, float]]:
         }
         samples = rounds_of(variants, calls=20 if quick else 60, rounds=3 if quick else 25)
         medians = {name: statistics.median(values) for name, values in samples.items()}
-        stream_samples = _streaming(url, plain, instrumented, llmd, quick)
+        stream_samples = _streaming(plain, instrumented, llmd, quick)
         plain.close(), instrumented.close(), llmd.close()
     appsdk.shutdown()
     ratios = {
@@ -107,7 +107,6 @@ def run(quick: bool = False) -> tuple[str, dict[str, float]]:
 
 
 def _streaming(
-    url: str,
     plain: httpx.Client,
     instrumented: httpx.Client,
     llmd: appsdk.LLMDClient,
@@ -118,20 +117,15 @@ def _streaming(
     body = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
     tracer = trace.get_tracer("bench")
 
-    def plain_stream() -> None:
-        with connect_sse(plain, "POST", "/v1/chat/completions", json=body) as source:
+    def read_stream(client: httpx.Client) -> None:
+        with connect_sse(client, "POST", "/v1/chat/completions", json=body) as source:
             for event in source.iter_sse():
                 if event.data != "[DONE]":
                     json.loads(event.data)
 
     def minimal_traced_stream() -> None:
-        with (
-            tracer.start_as_current_span(f"chat {MODEL}"),
-            connect_sse(instrumented, "POST", "/v1/chat/completions", json=body) as source,
-        ):
-            for event in source.iter_sse():
-                if event.data != "[DONE]":
-                    json.loads(event.data)
+        with tracer.start_as_current_span(f"chat {MODEL}"):
+            read_stream(instrumented)
 
     def traced_stream() -> None:
         with llmd.chat(model=MODEL, messages=BODY["messages"], stream=True) as stream:  # type: ignore[union-attr]
@@ -140,7 +134,7 @@ def _streaming(
 
     return rounds_of(
         {
-            "plain httpx stream": plain_stream,
+            "plain httpx stream": lambda: read_stream(plain),
             "minimal traced stream": minimal_traced_stream,
             "LLMDClient.chat(stream=True)": traced_stream,
         },
