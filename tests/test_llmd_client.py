@@ -317,7 +317,11 @@ async def test_100_concurrent_async_streams_keep_their_traces_apart(env: Env) ->
             async with stream:
                 return "".join([chunk.text async for chunk in stream])
 
-        answers = await asyncio.gather(*(agent(i) for i in range(100)))
+        # A task group, not gather: should one stream fail, the others are cancelled and
+        # their connections closed before the client is, rather than left to the collector.
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(agent(i)) for i in range(100)]
+        answers = [task.result() for task in tasks]
     assert all(f"question {i}" in answer for i, answer in enumerate(answers))
     observations = env.captured.observations()
     agents = {o.id: o for o in observations if o.name == "agent"}
