@@ -337,6 +337,8 @@ def spool_flush(timeout: Annotated[float, typer.Option(help="Seconds to try.")] 
             )
         )
     for name, counts in stats.items():
+        if "resent" not in counts:  # not an exporter (the recorder's, sampling's counts)
+            continue
         console.print(
             Text(
                 f"{name}: sent {counts['resent']} spooled spans, "

@@ -102,12 +102,16 @@ def _start(
     if as_root:
         attributes["langfuse.internal.as_root"] = True
     span = pipeline.tracer.start_span(name, context=context, attributes=attributes)
-    span_policy.trust(span, attributes)
-    observation = Observation(span, as_type, policy)
-    if as_type in semconv.GENERATION_LIKE_TYPES:
-        prompt = active_prompt()
-        if prompt is not None:
-            observation.link_prompt(prompt)
+    try:
+        span_policy.trust(span, attributes)
+        observation = Observation(span, as_type, policy)
+        if as_type in semconv.GENERATION_LIKE_TYPES:
+            prompt = active_prompt()
+            if prompt is not None:
+                observation.link_prompt(prompt)
+    except BaseException:
+        span.end()  # a span started is ended, whatever failed after
+        raise
     return observation
 
 
@@ -389,11 +393,16 @@ class _TracedSteps:
             self._keeping = len(self._items) <= policy.max_items
 
     def _done(self) -> None:
-        if self._options.capture_output:
-            output = _joined(self._items, self._options.transform)
-            metadata = {"output_items_not_recorded": self._not_kept} if self._not_kept else None
-            self._observation.update(output=output, metadata=metadata)
-        self._observation.end()
+        try:
+            if self._options.capture_output:
+                output = _joined(self._items, self._options.transform)
+                kept = self._not_kept
+                metadata = {"output_items_not_recorded": kept} if kept else None
+                self._observation.update(output=output, metadata=metadata)
+        except Exception:  # the application's transform_to_string raised: not the caller's
+            _log.debug("appsdk: could not record output of %s", self._options.name, exc_info=True)
+        finally:
+            self._observation.end()
 
     def _end_by(self, error: BaseException) -> None:
         """The iteration stopped: exhausted or exited (ended), or failed (marked ERROR)."""

@@ -19,6 +19,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from appsdk import semconv
 from appsdk.policy import CaptureMode, ContentKind, PolicyEngine
+from appsdk.serialization import count_render_error, safe_text
 from appsdk.span_policy import bind, set_trusted
 
 __all__ = ["UNSET", "Observation"]
@@ -231,33 +232,46 @@ class Observation:
         )
 
     def fail(self, error: BaseException) -> None:
-        """End the observation as ERROR with the error's message as the policy allows."""
+        """End the observation as ERROR with the error's message as the policy allows.
+
+        Never raises: an error whose ``__str__`` raises is recorded by its type, and the
+        observation is ended (and stops being current) whatever happens while recording.
+        """
         if self._ended:
             return
-        span = self._span
-        if span.is_recording():
-            error_type = type(error).__qualname__
-            message = self._policy.error_message(error_type, str(error))
-            self.record(
-                {
-                    semconv.LF_LEVEL: "ERROR",
-                    semconv.LF_STATUS_MESSAGE: message,
-                    semconv.ERROR_TYPE: error_type,
-                }
-            )
-            span.set_status(Status(StatusCode.ERROR, message))
-            span.add_event(
-                "exception", {"exception.type": error_type, "exception.message": message}
-            )
-        self.end()
+        try:
+            span = self._span
+            if span.is_recording():
+                error_type = type(error).__qualname__
+                message = self._policy.error_message(error_type, safe_text(error))
+                self.record(
+                    {
+                        semconv.LF_LEVEL: "ERROR",
+                        semconv.LF_STATUS_MESSAGE: message,
+                        semconv.ERROR_TYPE: error_type,
+                    }
+                )
+                span.set_status(Status(StatusCode.ERROR, message))
+                span.add_event(
+                    "exception", {"exception.type": error_type, "exception.message": message}
+                )
+        except Exception:
+            count_render_error()
+            _log.debug("appsdk: could not record the error of an observation", exc_info=True)
+        finally:
+            self.end()
 
     def end(self) -> None:
-        """End the observation (once; later calls do nothing)."""
+        """End the observation (once; later calls do nothing). Never raises."""
         if self._ended:
             return
         self._ended = True
-        self._span.end()
-        self._detach()
+        try:
+            self._span.end()
+        except Exception:
+            _log.debug("appsdk: could not end an observation", exc_info=True)
+        finally:
+            self._detach()
 
     def _detach(self) -> None:
         token, self._token = self._token, None

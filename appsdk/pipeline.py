@@ -33,6 +33,7 @@ from appsdk.langfuse_interop import (
 )
 from appsdk.policy import Policy
 from appsdk.provider import sampler_for
+from appsdk.serialization import render_errors
 from appsdk.spool import Spool
 from appsdk.trace_context import apply_trace_attributes, known_at_root
 
@@ -183,6 +184,8 @@ class Pipeline:
     def stats(self) -> dict[str, dict[str, int]]:
         """Counters per exporter (exported, failures, dropped and why), and of sampling."""
         counts = {processor.name: processor.snapshot() for processor, _ in self.processors}
+        # Values the recorder could not render (recorded as placeholders): the process's count.
+        counts["recorder"] = {"render_errors": render_errors()}
         if self.retention is not None:
             counts["sampling"] = self.retention.stats()
         return counts

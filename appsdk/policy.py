@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
 from appsdk.errors import ConfigError
-from appsdk.redaction import Redactor, is_secret_key
-from appsdk.serialization import MAX_DEPTH, float_value, int_value, key_text, plain
+from appsdk.recorder import SECRET_PLACEHOLDER, Walk
+from appsdk.redaction import Redactor
+from appsdk.serialization import count_render_error, unrenderable
 
 if TYPE_CHECKING:
     from appsdk.config import Settings
 
-__all__ = ["CaptureMode", "ContentKind", "Policy", "PolicyEngine"]
+__all__ = ["SECRET_PLACEHOLDER", "CaptureMode", "ContentKind", "Policy", "PolicyEngine"]
 
 
 class CaptureMode(enum.StrEnum):
@@ -51,15 +52,10 @@ CONTENT_KINDS: tuple[ContentKind, ...] = (
     "feedback",
 )
 
-SECRET_PLACEHOLDER = "[REDACTED:SECRET]"
 _UNLIMITED = 2**62
-# How far past the cut a text is still scanned: a secret that starts before the cut and runs on
-# across it is recognised by its first bytes (no detector needs more than a few dozen; a PEM
-# block cut short is redacted to its end).
-_READ_PAST_CUT = 4096
-# Texts at least this long are remembered by identity, the last _REMEMBERED of them per policy.
-_REMEMBER_FROM = 256
-_REMEMBERED = 32
+# Policy.full() records values as given, but one value never costs more than this: a graph of
+# shared references (a DAG of documents) would otherwise expand without end.
+_FULL_VALUE_CHARS = 8 * 1024 * 1024
 
 
 class Policy(BaseModel):
@@ -90,6 +86,9 @@ class Policy(BaseModel):
     """Longest string recorded per field; the rest is cut and marked."""
     max_items: int = Field(default=200, gt=0)
     """Most items recorded per list or mapping; the rest are cut and marked."""
+    max_value_chars: int = Field(default=100_000, gt=0)
+    """Most characters recorded of one whole value (an input, an output), however it nests;
+    what lies past it is cut, marked, and never read."""
     patterns: tuple[tuple[str, re.Pattern[str]], ...] = ()
     """The application's own detectors as ``(LABEL, regex)``."""
     redactors: tuple[Callable[[str], str], ...] = ()
@@ -129,10 +128,11 @@ class Policy(BaseModel):
     def full(cls, **overrides: Any) -> Policy:
         """A policy that records all content as given: no redaction, no truncation.
 
-        What ``langfuse.observe`` records; pass ``max_chars`` / ``max_items`` to cut anyway.
+        What ``langfuse.observe`` records, up to 8 MiB of text per value; pass ``max_chars`` /
+        ``max_items`` / ``max_value_chars`` to cut sooner.
         """
         values: dict[str, Any] = dict.fromkeys(CONTENT_KINDS, CaptureMode.FULL)
-        values.update(max_chars=_UNLIMITED, max_items=_UNLIMITED)
+        values.update(max_chars=_UNLIMITED, max_items=_UNLIMITED, max_value_chars=_FULL_VALUE_CHARS)
         return cls(**{**values, **overrides})
 
     @classmethod
@@ -216,14 +216,15 @@ class PolicyEngine:
     """A :class:`Policy` compiled for the hot path: plain attributes, no validation."""
 
     __slots__ = (
-        "_recent",
         "error_mode",
         "key",
         "max_chars",
         "max_items",
+        "max_value_chars",
         "metadata_mode",
         "modes",
         "pseudonymize_user_ids",
+        "recent",
         "redactor",
         "secret_keys",
     )
@@ -236,10 +237,12 @@ class PolicyEngine:
         self.error_mode = policy.outputs
         self.max_chars = policy.max_chars
         self.max_items = policy.max_items
+        self.max_value_chars = policy.max_value_chars
         self.secret_keys = policy.secret_keys
         self.pseudonymize_user_ids = policy.pseudonymize_user_ids
         self.key = key
-        self._recent: dict[int, tuple[str, str]] = {}
+        # Long texts rendered lately, by identity (see appsdk.recorder.render_string).
+        self.recent: dict[int, tuple[str, str]] = {}
         self.redactor = Redactor(
             style=policy.replacement,
             key=key,
@@ -251,12 +254,13 @@ class PolicyEngine:
         return hmac.new(self.key, text.encode(), hashlib.sha256).hexdigest()[:16]
 
     def error_message(self, error_type: str, message: str) -> str:
-        """What may be recorded of an error's message: all, redacted, or its type only."""
+        """What may be recorded of an error's message: all, redacted, or its type only (cut
+        to ``max_chars`` either way)."""
         mode = self.error_mode
         if mode is CaptureMode.FULL:
-            return message or error_type
+            return self.string(message, False) if message else error_type
         if mode is CaptureMode.REDACTED:
-            return self.redactor.redact(message) if message else error_type
+            return self.string(message, True) if message else error_type
         return error_type
 
     def identity(self, value: str, prefix: str) -> str:
@@ -268,16 +272,22 @@ class PolicyEngine:
         return self.redactor.redact_repeated(value)
 
     def render(self, kind: str, value: Any) -> str | None:
+        """The attribute text of ``value`` under ``kind``'s mode, or None; never raises (what
+        cannot be rendered, an application's redactor that raised say, is a placeholder)."""
         mode = self.modes[kind]
         if mode is CaptureMode.NONE:
             return None
-        if mode is CaptureMode.METADATA:
-            return self.describe(value)
-        prepared = self.prepare(value, mode is CaptureMode.REDACTED)
-        # A str (a str enum too, as langfuse does) is recorded as it is; anything else as JSON.
-        if isinstance(value, str):
-            return prepared  # type: ignore[no-any-return]
-        return json.dumps(prepared)
+        try:
+            if mode is CaptureMode.METADATA:
+                return self.describe(value)
+            prepared = self.prepare(value, mode is CaptureMode.REDACTED)
+            # A str (a str enum too, as langfuse does) is recorded as it is; else as JSON.
+            if isinstance(value, str):
+                return prepared  # type: ignore[no-any-return]
+            return json.dumps(prepared)
+        except Exception:
+            count_render_error()
+            return unrenderable(value)
 
     def render_text(self, kind: str, text: str) -> str | None:
         mode = self.modes[kind]
@@ -288,11 +298,11 @@ class PolicyEngine:
         if mode is CaptureMode.REDACTED and text[:1] in ("{", "["):
             try:
                 parsed = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 pass
             else:
                 return json.dumps(self.prepare(parsed, True))
-        return self._string(text, mode is CaptureMode.REDACTED)
+        return self.string(text, mode is CaptureMode.REDACTED)
 
     def describe(self, value: Any) -> str:
         serialized = (
@@ -304,97 +314,17 @@ class PolicyEngine:
         summary["hash"] = self.keyed_hash(serialized)
         return json.dumps(summary)
 
-    def prepare(
-        self, value: Any, redact: bool, depth: int = 1, seen: frozenset[int] = frozenset()
-    ) -> Any:
-        """``value`` as JSON-able data, as langfuse serializes it, redacted and truncated.
+    def prepare(self, value: Any, redact: bool) -> Any:
+        """``value`` as JSON-able data, as langfuse serializes it, redacted and cut: one
+        bounded walk (:class:`appsdk.recorder.Walk`)."""
+        return Walk(self, redact).value(value)
 
-        ``depth`` counts as langfuse's serializer does (the top-level value is 1); ``seen``
-        holds the objects being recorded by their attributes, to break cycles.
-        """
-        kind = type(value)
-        if kind is str:
-            return self._string(value, redact)
-        if value is None or kind is bool:
-            return value
-        if kind is int:
-            safe = int_value(value)
-            if type(safe) is str:
-                return self._string(safe, redact)
-            return self._integer(value) if redact else value
-        if kind is float:
-            return float_value(value)
-        if kind is dict or kind is list or kind is tuple:
-            if depth >= MAX_DEPTH:
-                return f"<{kind.__name__}>"
-            if kind is dict:
-                return self._mapping(value, redact, depth, seen)
-            return self._items(value, redact, depth, seen)
-        converted = plain(value, depth)
-        if isinstance(converted, dict) and not isinstance(value, dict):
-            # An object recorded by its attributes: a cycle back to it is named, not followed.
-            if id(value) in seen:
-                return type(value).__name__
-            seen = seen | {id(value)}
-        if type(converted) is str:
-            return self._string(converted, redact)
-        return self.prepare(converted, redact, depth + 1, seen)
+    def string(self, text: str, redact: bool) -> str:
+        """One text as recorded: redacted (when ``redact``) and cut to ``max_chars``."""
+        return Walk(self, redact).text(text)
 
-    def _items(self, items: Any, redact: bool, depth: int, seen: frozenset[int]) -> list[Any]:
-        limit = self.max_items
-        out = [self.prepare(item, redact, depth + 1, seen) for item in items[:limit]]
-        if len(items) > limit:
-            out.append(f"[truncated {len(items) - limit} items]")
-        return out
-
-    def _mapping(
-        self, value: dict[Any, Any], redact: bool, depth: int, seen: frozenset[int]
-    ) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        extra = self.secret_keys
-        limit = self.max_items
-        for index, (key, item) in enumerate(value.items()):
-            if index == limit:
-                out["[truncated]"] = f"{len(value) - limit} more items"
-                break
-            name = key if type(key) is str else key_text(key)
-            if not redact:
-                out[name] = self.prepare(item, redact, depth + 1, seen)
-                continue
-            # A key can carry content too ({"bob@example.com": ...}); keys recur, so cached.
-            name = self.redactor.redact_repeated(name)
-            if item is not None and is_secret_key(name, extra):
-                out[name] = SECRET_PLACEHOLDER
-            else:
-                out[name] = self.prepare(item, redact, depth + 1, seen)
-        return out
-
-    def _string(self, text: str, redact: bool) -> str:
-        limit = self.max_chars
-        if not redact:
-            if len(text) > limit:
-                return f"{text[:limit]}...[truncated {len(text) - limit} chars]"
-            return text
-        recent = self._recent
-        remembered = recent.get(id(text))
-        if remembered is not None and remembered[0] is text:
-            return remembered[1]
-        # Scrub before cutting, so a cut never leaves half a secret behind; what lies far past
-        # the cut is never recorded, so it is not read either (a 1 MB text costs as 20 KB).
-        scanned = text if len(text) <= limit + _READ_PAST_CUT else text[: limit + _READ_PAST_CUT]
-        redacted = self.redactor.redact(scanned)
-        if len(redacted) > limit or scanned is not text:
-            dropped = max(len(redacted) - limit, 0) + len(text) - len(scanned)
-            redacted = f"{redacted[:limit]}...[truncated {dropped} chars]"
-        if len(text) >= _REMEMBER_FROM:
-            # Nested observations pass the same objects on (a query in, an answer out): a
-            # text is immutable, so its rendering is reused by identity (held, so never reused).
-            if len(recent) >= _REMEMBERED:
-                recent.clear()
-            recent[id(text)] = (text, redacted)
-        return redacted
-
-    def _integer(self, value: int) -> int | str:
+    def integer(self, value: int) -> int | str:
+        """An int as recorded in the redacted mode: a long one may be a card or a phone."""
         if -1_000_000 < value < 1_000_000:
             return value
         text = str(value)

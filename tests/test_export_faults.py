@@ -64,7 +64,7 @@ def test_a_transient_answer_is_retried_and_everything_arrives_once(
 
         current = runtime.current()
         assert current is not None and current.drain_spool(timeout_s=20)
-        (stats,) = appsdk.stats().values()
+        stats = appsdk.stats()["otlp"]
     delivered = _delivered_ids(receiver)
     assert len(delivered) == 30 and len(set(delivered)) == 30, stats
     assert stats["rejected"] == 0
@@ -82,7 +82,7 @@ def test_a_batch_too_large_is_split_down_to_what_the_backend_takes(tmp_path: Pat
 
         current = runtime.current()
         assert current is not None and current.drain_spool(timeout_s=20)
-        (stats,) = appsdk.stats().values()
+        stats = appsdk.stats()["otlp"]
     delivered = _delivered_ids(receiver)
     assert sorted(delivered) == sorted(set(delivered)) and len(delivered) == 10, stats
     assert stats["rejected"] == 0
@@ -93,7 +93,7 @@ def test_a_single_span_too_large_is_rejected_with_the_reason(tmp_path: Path) -> 
         _configure(receiver, tmp_path, max_export_batch_size=1)
         _spans(1)
         assert appsdk.flush()
-        (stats,) = appsdk.stats().values()
+        stats = appsdk.stats()["otlp"]
     assert stats["rejected"] == 1
     status = Spool(tmp_path / "spool.db").status()
     assert any("413" in reason for entry in status for _, reason in entry.rejected)

@@ -1,0 +1,253 @@
+"""One bounded walk of a Python value into JSON-able data, redacted and cut under a policy.
+
+Every decorated call passes its arguments and its result through here, on the caller's thread,
+so the walk is built to be harmless on whatever an application hands it:
+
+* One walk with one budget for the whole value: characters (``max_value_chars``) and items per
+  container (``max_items``). What lies past the budget is never read: a lazy sequence of a
+  million rows costs its first rows, a 1 MB string the characters recorded (plus a few KB
+  scanned past the cut, so a secret cut in half is still recognised).
+* Every container is checked for cycles (a list holding itself, chunks pointing back to their
+  document), not only objects: a cycle is named, never followed.
+* The application's hooks are guarded: a conversion that raises is recorded as a placeholder
+  and counted (:func:`appsdk.serialization.render_errors`), never raised into the call.
+* Text that is really structure is read as structure: a JSON object or array passed as text
+  (tool-call arguments, ``json.dumps(...)``) is parsed so the key rule applies inside it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+from appsdk.redaction import is_secret_key
+from appsdk.serialization import (
+    MAX_DEPTH,
+    Fields,
+    Items,
+    convert,
+    count_render_error,
+    float_value,
+    int_value,
+    key_text,
+)
+
+if TYPE_CHECKING:
+    from appsdk.policy import PolicyEngine
+
+__all__ = ["SECRET_PLACEHOLDER", "Walk", "render_string"]
+
+SECRET_PLACEHOLDER = "[REDACTED:SECRET]"
+# How far past the cut a text is still scanned: a secret that starts before the cut and runs on
+# across it is recognised by its first bytes (no detector needs more than a few dozen; a PEM
+# block cut short is redacted to its end).
+_READ_PAST_CUT = 4096
+# Texts at least this long are remembered by identity, the last _REMEMBERED of them per policy.
+_REMEMBER_FROM = 256
+_REMEMBERED = 32
+# What a scalar costs of the budget, beside its text: a separator, quotes, a short number.
+_SCALAR_COST = 6
+
+
+class Walk:
+    """One rendering of one value: the budget left and the containers being walked.
+
+    Args:
+        engine: the policy's compiled rules (limits, redactor, secret keys).
+        redact: apply the key rule and the redactor (the ``redacted`` mode).
+        strings: redact strings too; False applies the key rule only (JSON text read as
+            structure is redacted as text afterwards).
+    """
+
+    __slots__ = ("_engine", "_left", "_path", "_redact", "_strings", "secret_keys_found")
+
+    def __init__(self, engine: PolicyEngine, redact: bool, *, strings: bool = True) -> None:
+        self._engine = engine
+        self._redact = redact
+        self._strings = strings and redact
+        self._left = engine.max_value_chars
+        self._path: set[int] = set()
+        self.secret_keys_found = 0
+
+    def value(self, value: Any, depth: int = 1) -> Any:
+        """``value`` as JSON-able data; ``depth`` counts as langfuse's serializer counts."""
+        kind = type(value)
+        if kind is str:
+            return self.text(value)
+        if value is None or kind is bool:
+            self._left -= _SCALAR_COST
+            return value
+        if kind is int:
+            self._left -= _SCALAR_COST
+            safe = int_value(value)
+            if type(safe) is str:
+                return self.text(safe)
+            return self._engine.integer(value) if self._strings else value
+        if kind is float:
+            self._left -= _SCALAR_COST
+            return float_value(value)
+        if kind is dict:
+            if depth >= MAX_DEPTH:
+                return "<dict>"
+            return self._mapping(value, value.items(), len(value), depth, False)
+        if kind is list or kind is tuple:
+            if depth >= MAX_DEPTH:
+                return f"<{kind.__name__}>"
+            return self._items(value, value, len(value), depth)
+        return self._converted(value, depth)
+
+    def _converted(self, value: Any, depth: int) -> Any:
+        converted = convert(value, depth, self._engine.max_items)
+        if isinstance(converted, Fields):
+            if converted.nested:  # langfuse serializes the dict it made one level deeper
+                depth += 1
+                if depth >= MAX_DEPTH:
+                    return "<dict>"
+            return self._mapping(value, converted.pairs, converted.size, depth, converted.named)
+        if isinstance(converted, Items):
+            return self._items(value, converted.items, converted.size, depth)
+        if type(converted) is str:
+            return self.text(converted)
+        if converted is value:  # a subclass of a scalar type, already plain
+            return converted
+        return self.value(converted, depth + 1)
+
+    def text(self, text: str) -> str:
+        """A string as recorded: redacted, cut to the per-string limit and the budget left."""
+        engine = self._engine
+        limit = engine.max_chars
+        left = self._left
+        if left < limit:
+            limit = left if left > 0 else 0
+        if self._strings:
+            rendered = render_string(engine, text, limit)
+        elif len(text) > limit:
+            rendered = f"{text[:limit]}...[truncated {len(text) - limit} chars]"
+        else:
+            rendered = text
+        self._left = left - len(rendered) - 2
+        return rendered
+
+    def _enter(self, container: Any, named: bool) -> str | None:
+        """None, or the name that stands for a cycle back to ``container``."""
+        identity = id(container)
+        if identity in self._path:
+            name = type(container).__name__
+            return name if named else f"<{name}>"
+        self._path.add(identity)
+        return None
+
+    def _items(self, container: Any, items: Iterable[Any], count: int, depth: int) -> Any:
+        cycle = self._enter(container, False)
+        if cycle is not None:
+            return cycle
+        out: list[Any] = []
+        limit = self._engine.max_items
+        index = 0
+        try:
+            for index, item in enumerate(islice(items, limit)):
+                if self._left <= 0:
+                    out.append(f"[truncated {count - index} items]")
+                    return out
+                out.append(self.value(item, depth + 1))
+            if count > limit:
+                out.append(f"[truncated {count - limit} items]")
+        except Exception:  # the application's __iter__ / __getitem__ raised midway
+            count_render_error()
+            out.append(f"[not rendered: {count - len(out)} items]")
+        finally:
+            self._path.discard(id(container))
+        return out
+
+    def _mapping(
+        self, container: Any, pairs: Iterable[tuple[Any, Any]], count: int, depth: int, named: bool
+    ) -> Any:
+        cycle = self._enter(container, named)
+        if cycle is not None:
+            return cycle
+        out: dict[str, Any] = {}
+        engine = self._engine
+        limit = engine.max_items
+        redact = self._redact
+        extra = engine.secret_keys
+        try:
+            for index, (key, item) in enumerate(pairs):
+                if index == limit or self._left <= 0:
+                    out["[truncated]"] = f"{count - index} more items"
+                    break
+                name = key if type(key) is str else key_text(key)
+                if len(name) > 256 or not redact:
+                    name = self.text(name) if redact else self._key(name)
+                else:
+                    # A key can carry content too ({"bob@example.com": ...}); keys recur.
+                    name = engine.redactor.redact_repeated(name) if self._strings else name
+                    self._left -= len(name) + 4
+                if redact and item is not None and is_secret_key(name, extra):
+                    self.secret_keys_found += 1
+                    out[name] = SECRET_PLACEHOLDER
+                    continue
+                out[name] = self.value(item, depth + 1)
+        except Exception:
+            count_render_error()
+            out["[not rendered]"] = f"{count - len(out)} items"
+        finally:
+            self._path.discard(id(container))
+        return out
+
+    def _key(self, name: str) -> str:
+        left = self._left
+        if len(name) > left:
+            name = f"{name[: max(left, 0)]}...[truncated {len(name) - max(left, 0)} chars]"
+        self._left = left - len(name) - 4
+        return name
+
+
+def render_string(engine: PolicyEngine, text: str, limit: int) -> str:
+    """``text`` redacted and cut to ``limit`` characters (marked when cut)."""
+    full = limit == engine.max_chars
+    recent = engine.recent
+    if full:
+        remembered = recent.get(id(text))
+        if remembered is not None and remembered[0] is text:
+            return remembered[1]
+    source = text
+    if len(text) <= limit and text[:1] in ("{", "[") and text[-1:] in ("}", "]"):
+        source = _structured(engine, text)
+    # Scrub before cutting, so a cut never leaves half a secret behind; what lies far past
+    # the cut is never recorded, so it is not read either (a 1 MB text costs as 20 KB).
+    scanned = source if len(source) <= limit + _READ_PAST_CUT else source[: limit + _READ_PAST_CUT]
+    redacted = engine.redactor.redact(scanned)
+    if len(redacted) > limit or scanned is not source:
+        dropped = max(len(redacted) - limit, 0) + len(source) - len(scanned)
+        redacted = f"{redacted[:limit]}...[truncated {dropped} chars]"
+    if full and len(text) >= _REMEMBER_FROM:
+        # Nested observations pass the same objects on (a query in, an answer out): a
+        # text is immutable, so its rendering is reused by identity (held, so never reused).
+        if len(recent) >= _REMEMBERED:
+            recent.clear()
+        recent[id(text)] = (text, redacted)
+    return redacted
+
+
+def _structured(engine: PolicyEngine, text: str) -> str:
+    """JSON text with the key rule applied inside it; the text as given when no key matched
+    (so its formatting survives), else the JSON written again with those values replaced."""
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+    if not isinstance(parsed, dict | list):
+        return text
+    walk = Walk(engine, True, strings=False)
+    walked = walk.value(parsed)
+    if not walk.secret_keys_found:
+        return text
+    head = text[:256]
+    compact = ", " not in head and ": " not in head
+    return json.dumps(
+        walked,
+        ensure_ascii="\\u" in text,
+        separators=(",", ":") if compact else (", ", ": "),
+    )
