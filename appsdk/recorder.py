@@ -130,70 +130,75 @@ class Walk:
         self._left = left - len(rendered) - 2
         return rendered
 
-    def _enter(self, container: Any, named: bool) -> str | None:
-        """None, or the name that stands for a cycle back to ``container``."""
-        identity = id(container)
-        if identity in self._path:
-            name = type(container).__name__
-            return name if named else f"<{name}>"
-        self._path.add(identity)
-        return None
+    def _cycle(self, container: Any, named: bool) -> str:
+        """The name that stands for a cycle back to ``container`` (langfuse's, for objects)."""
+        name = type(container).__name__
+        return name if named else f"<{name}>"
 
     def _items(self, container: Any, items: Iterable[Any], count: int, depth: int) -> Any:
-        cycle = self._enter(container, False)
-        if cycle is not None:
-            return cycle
+        identity = id(container)
+        path = self._path
+        if identity in path:
+            return self._cycle(container, False)
+        path.add(identity)
         out: list[Any] = []
         limit = self._engine.max_items
-        index = 0
+        value = self.value
+        depth += 1
         try:
-            for index, item in enumerate(islice(items, limit)):
+            for item in items if count <= limit else islice(items, limit):
                 if self._left <= 0:
-                    out.append(f"[truncated {count - index} items]")
+                    out.append(f"[truncated {count - len(out)} items]")
                     return out
-                out.append(self.value(item, depth + 1))
+                out.append(value(item, depth))
             if count > limit:
                 out.append(f"[truncated {count - limit} items]")
         except Exception:  # the application's __iter__ / __getitem__ raised midway
             count_render_error()
             out.append(f"[not rendered: {count - len(out)} items]")
         finally:
-            self._path.discard(id(container))
+            path.discard(identity)
         return out
 
     def _mapping(
         self, container: Any, pairs: Iterable[tuple[Any, Any]], count: int, depth: int, named: bool
     ) -> Any:
-        cycle = self._enter(container, named)
-        if cycle is not None:
-            return cycle
+        identity = id(container)
+        path = self._path
+        if identity in path:
+            return self._cycle(container, named)
+        path.add(identity)
         out: dict[str, Any] = {}
         engine = self._engine
         limit = engine.max_items
         redact = self._redact
+        scrub_names = engine.redactor.redact_repeated if self._strings else None
         extra = engine.secret_keys
+        value = self.value
+        depth += 1
         try:
-            for index, (key, item) in enumerate(pairs):
-                if index == limit or self._left <= 0:
-                    out["[truncated]"] = f"{count - index} more items"
+            for key, item in pairs:
+                if len(out) == limit or self._left <= 0:
+                    out["[truncated]"] = f"{count - len(out)} more items"
                     break
                 name = key if type(key) is str else key_text(key)
-                if len(name) > 256 or not redact:
+                if len(name) > 256:
                     name = self.text(name) if redact else self._key(name)
                 else:
                     # A key can carry content too ({"bob@example.com": ...}); keys recur.
-                    name = engine.redactor.redact_repeated(name) if self._strings else name
+                    if scrub_names is not None:
+                        name = scrub_names(name)
                     self._left -= len(name) + 4
                 if redact and item is not None and is_secret_key(name, extra):
                     self.secret_keys_found += 1
                     out[name] = SECRET_PLACEHOLDER
-                    continue
-                out[name] = self.value(item, depth + 1)
+                else:
+                    out[name] = value(item, depth)
         except Exception:
             count_render_error()
             out["[not rendered]"] = f"{count - len(out)} items"
         finally:
-            self._path.discard(id(container))
+            path.discard(identity)
         return out
 
     def _key(self, name: str) -> str:

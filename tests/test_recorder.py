@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -453,3 +454,115 @@ def test_json_text_without_secret_keys_is_recorded_byte_for_byte(captured: SpanC
 
     forecast(text)
     assert captured.by_name("forecast").attributes["langfuse.observation.output"] == text
+
+
+# --- No canary reaches any sink ------------------------------------------------------------
+
+
+class HeaderError(Exception):
+    pass
+
+
+def _hostile_call(policy_name: str) -> None:
+    """One request of a real RAG app: the shared client passed in, an error on the way."""
+    gateway = appsdk.LLMDClient(
+        base_url=f"http://svc:{CANARY}@127.0.0.1:9/v1", api_key=f"sk-proj-{CANARY}abcdef"
+    )
+
+    @appsdk.observe()
+    def handler(client: Any, *values: Any) -> str:
+        return json.dumps({"password": CANARY, "answer": "ok"}) if values else "ok"
+
+    @appsdk.observe()
+    def failing(client: Any) -> None:
+        raise LazyError()
+
+    try:
+        if policy_name == "default":  # content the default policy must redact
+            handler(
+                gateway,
+                Credentials("app", CANARY),
+                urlsplit(f"postgresql://app:{CANARY}@db/prod"),
+                json.dumps({"api_key": CANARY}),
+                {"tool_calls": [{"function": {"arguments": json.dumps({"token": CANARY})}}]},
+            )
+        else:  # under full, content is recorded as given; machinery never is
+            handler(gateway)
+        with pytest.raises(LazyError):
+            failing(gateway)
+    finally:
+        gateway.close()
+
+
+@pytest.mark.parametrize("policy_name", sorted(POLICIES))
+def test_no_canary_in_otlp_langfuse_store_cli_or_logs(
+    policy_name: str, receiver: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from typer.testing import CliRunner
+
+    from appsdk.cli import app as cli
+
+    store = tmp_path / "store" / "traces.db"
+    appsdk.configure(
+        policy=POLICIES[policy_name],
+        langfuse_public_key="pk-lf-canary",
+        langfuse_secret_key="sk-lf-canary",
+        langfuse_base_url=receiver.url,
+        otlp_endpoints=(receiver.traces_url,),
+        local_store="always",
+        store_path=store,
+    )
+    with caplog.at_level(logging.DEBUG):
+        _hostile_call(policy_name)
+        assert appsdk.flush(10)
+    appsdk.shutdown()
+    wire = b"".join(request.body for request in receiver.requests)
+    assert b"handler" in wire and b"<LLMDClient>" in wire
+    assert CANARY.encode() not in wire
+    stored = b"".join(path.read_bytes() for path in store.parent.iterdir())
+    assert b"handler" in stored and CANARY.encode() not in stored
+    shown = CliRunner().invoke(cli, ["traces", "show", "last", "--db", str(store)])
+    assert shown.exit_code == 0 and "failing" in shown.output
+    assert CANARY not in shown.output
+    assert CANARY not in caplog.text
+
+
+@pytest.mark.parametrize("policy_name", sorted(POLICIES))
+def test_no_canary_in_the_spool_or_the_feedback_outbox(
+    policy_name: str, reserved: Any, tmp_path: Path
+) -> None:
+    import gzip
+    import sqlite3
+
+    port = reserved.getsockname()[1]
+    spool, outbox = tmp_path / "spool.db", tmp_path / "outbox.db"
+    appsdk.configure(
+        policy=POLICIES[policy_name],
+        langfuse_public_key="pk-lf-canary",
+        langfuse_secret_key="sk-lf-canary",
+        langfuse_base_url=f"http://127.0.0.1:{port}",
+        spool_path=spool,
+        feedback_outbox=outbox,
+        local_store="never",
+    )
+    _hostile_call(policy_name)
+    appsdk.submit_feedback(
+        trace_id="ab" * 16,
+        name="helpful",
+        value=0,
+        comment=f"it printed Authorization: Bearer {CANARY}",
+    )
+    appsdk.flush(2)
+    appsdk.shutdown(timeout_s=2)
+    with sqlite3.connect(spool) as connection:
+        bodies = [row[0] for row in connection.execute("SELECT body FROM spool")]
+    assert bodies
+    spooled = b"".join(gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body for body in bodies)
+    assert b"handler" in spooled and CANARY.encode() not in spooled
+    with sqlite3.connect(outbox) as connection:
+        rows = repr(connection.execute("SELECT * FROM sqlite_master").fetchall())
+        for (table,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+            rows += repr(connection.execute(f"SELECT * FROM {table}").fetchall())
+    assert "helpful" in rows
+    if policy_name == "default":  # under full the comment is recorded as the user wrote it
+        assert CANARY not in rows
