@@ -99,7 +99,9 @@ class Walk:
         return self._converted(value, depth)
 
     def _converted(self, value: Any, depth: int) -> Any:
-        converted = convert(value, depth, self._engine.max_items)
+        engine = self._engine
+        chars = max(min(engine.max_chars, self._left), 0)
+        converted = convert(value, depth, engine.max_items, chars)
         if isinstance(converted, Fields):
             if converted.nested:  # langfuse serializes the dict it made one level deeper
                 depth += 1

@@ -143,7 +143,7 @@ def key_text(key: Any) -> str:
         return str(int_value(key))
     if isinstance(key, float):
         return str(float_value(key))
-    converted = convert(key, 1, 256)
+    converted = convert(key, 1, 16, 256)
     return converted if isinstance(converted, str) else f"<{type(key).__name__}>"
 
 
@@ -360,26 +360,27 @@ def _buffer(value: bytes | bytearray | memoryview, limit: int) -> str:
     return text
 
 
-def convert(value: Any, depth: int, limit: int) -> Any:
+def convert(value: Any, depth: int, limit: int, chars: int) -> Any:
     """``value`` converted one step, as langfuse's ``EventSerializer.default`` would; never
     raises, never runs properties or ``__getattr__``.
 
     Args:
         depth: the nesting depth of ``value`` (the top-level value is 1).
-        limit: the most items (or bytes of a buffer) that will be recorded of it.
+        limit: the most items that will be recorded of it.
+        chars: the most characters that will be recorded of it (a buffer is cut there).
 
     Returns:
         A str, int, float, bool or None (recorded as it is); :class:`Fields` or :class:`Items`
         (to be walked further); or the text the serializer writes for the object.
     """
     try:
-        return _convert(value, depth, limit)
+        return _convert(value, depth, limit, chars)
     except Exception:
         count_render_error()
         return unrenderable(value)
 
 
-def _convert(value: Any, depth: int, limit: int) -> Any:
+def _convert(value: Any, depth: int, limit: int, chars: int) -> Any:
     cls = type(value)
     kind = _kind(cls)
     if kind == "recorded":  # appsdk's own wrappers (a traced generator) say how
@@ -395,11 +396,11 @@ def _convert(value: Any, depth: int, limit: int) -> Any:
     if "Streaming" in cls.__name__:
         return safe_text(value)
     if isinstance(value, enum.Enum):
-        return convert(value.value, depth + 1, limit)
+        return convert(value.value, depth + 1, limit, chars)
     if isinstance(value, UUID | PurePath):
         return str(value)
     if isinstance(value, bytes | bytearray | memoryview):
-        return _buffer(value, limit)
+        return _buffer(value, chars)
     if isinstance(value, datetime.date):
         return value.isoformat()
     if isinstance(value, int):

@@ -9,7 +9,7 @@ import datetime
 import sys
 from pathlib import Path
 
-from benchmarks import client, decorator, export, feedback, peers, redaction, sampling
+from benchmarks import client, decorator, export, feedback, peers, recorder, redaction, sampling
 from benchmarks.common import machine
 
 SECTIONS = (
@@ -34,6 +34,14 @@ SECTIONS = (
         "logfire runs with `send_to_logfire=False` and an OTLP exporter as an additional span "
         "processor; traceloop with metrics off. Per call is the loop's time on the caller's "
         "thread; including flush adds the time to export everything that loop queued.",
+    ),
+    (
+        "What real apps pass in",
+        recorder,
+        "One decorated call (default policy, no-op exporter) per value an application hands "
+        "the recorder: the shared client, cycles, lazy and huge containers, objects whose hooks "
+        "run code. Overhead is the median call minus the undecorated call; the floor is the "
+        "same call with a short string; chars recorded is the length of the recorded input.",
     ),
     (
         "Redaction",

@@ -557,7 +557,9 @@ def test_no_canary_in_the_spool_or_the_feedback_outbox(
     with sqlite3.connect(spool) as connection:
         bodies = [row[0] for row in connection.execute("SELECT body FROM spool")]
     assert bodies
-    spooled = b"".join(gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body for body in bodies)
+    spooled = b"".join(
+        gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body for body in bodies
+    )
     assert b"handler" in spooled and CANARY.encode() not in spooled
     with sqlite3.connect(outbox) as connection:
         rows = repr(connection.execute("SELECT * FROM sqlite_master").fetchall())
