@@ -144,7 +144,13 @@ def key_text(key: Any) -> str:
     if isinstance(key, float):
         return str(float_value(key))
     converted = convert(key, 1, 16, 256)
-    return converted if isinstance(converted, str) else f"<{type(key).__name__}>"
+    if isinstance(converted, str):
+        return converted
+    try:  # a tuple key reads as "(1, 2)"; another object's repr is the application's code
+        return repr(key)
+    except Exception:
+        count_render_error()
+        return f"<{type(key).__name__}>"
 
 
 def _datetime(value: datetime.datetime) -> str:
