@@ -47,8 +47,8 @@ _READ_PAST_CUT = 4096
 # Texts at least this long are remembered by identity, the last _REMEMBERED of them per policy.
 _REMEMBER_FROM = 256
 _REMEMBERED = 32
-# What a scalar costs of the budget, beside its text: a separator, quotes, a short number.
-_SCALAR_COST = 6
+# What an item costs of the budget, beside its text: a separator, quotes, a short number.
+_ITEM_COST = 6
 
 
 class Walk:
@@ -76,25 +76,27 @@ class Walk:
         kind = type(value)
         if kind is str:
             return self.text(value)
+        # Scalars are paid for by the container holding them (_ITEM_COST an item).
         if value is None or kind is bool:
-            self._left -= _SCALAR_COST
             return value
         if kind is int:
-            self._left -= _SCALAR_COST
             safe = int_value(value)
             if type(safe) is str:
                 return self.text(safe)
             return self._engine.integer(value) if self._strings else value
         if kind is float:
-            self._left -= _SCALAR_COST
             return float_value(value)
         if kind is dict:
             if depth >= MAX_DEPTH:
                 return "<dict>"
+            if not value:  # no kwargs: the most common mapping there is
+                return {}
             return self._mapping(value, value.items(), len(value), depth, False)
         if kind is list or kind is tuple:
             if depth >= MAX_DEPTH:
                 return f"<{kind.__name__}>"
+            if not value:
+                return []
             return self._items(value, value, len(value), depth)
         return self._converted(value, depth)
 
@@ -145,6 +147,7 @@ class Walk:
         path.add(identity)
         out: list[Any] = []
         limit = self._engine.max_items
+        self._left -= (count if count < limit else limit) * _ITEM_COST
         value = self.value
         depth += 1
         try:
@@ -173,6 +176,7 @@ class Walk:
         out: dict[str, Any] = {}
         engine = self._engine
         limit = engine.max_items
+        self._left -= (count if count < limit else limit) * _ITEM_COST
         redact = self._redact
         scrub_names = engine.redactor.redact_repeated if self._strings else None
         extra = engine.secret_keys
@@ -190,7 +194,7 @@ class Walk:
                     # A key can carry content too ({"bob@example.com": ...}); keys recur.
                     if scrub_names is not None:
                         name = scrub_names(name)
-                    self._left -= len(name) + 4
+                    self._left -= len(name)
                 if redact and item is not None and is_secret_key(name, extra):
                     self.secret_keys_found += 1
                     out[name] = SECRET_PLACEHOLDER
