@@ -568,3 +568,31 @@ def test_no_canary_in_the_spool_or_the_feedback_outbox(
     assert "helpful" in rows
     if policy_name == "default":  # under full the comment is recorded as the user wrote it
         assert CANARY not in rows
+
+
+def test_a_rating_of_ones_own_trace_never_exports_another_users_span() -> None:
+    """Sampling at 0%, kept only when rated badly: user A's request fails with an error whose
+    ``__str__`` raises, then user B's request runs on the same thread. A rates A's trace."""
+    from appsdk.sampling import Sampling
+
+    sampling = Sampling(default_ratio=0.0, negative_feedback=["helpful == 0"])
+    traces: dict[str, str] = {}
+    with capture_spans(sampling=sampling) as capture:
+
+        @appsdk.observe()
+        def handle(user: str) -> str:
+            traces[user] = appsdk.get_current_trace_id() or ""
+            if user == "alice":
+                raise LazyError()
+            return f"answer for {user}"
+
+        with appsdk.trace_attributes(user_id="alice"), pytest.raises(LazyError):
+            handle("alice")
+        with appsdk.trace_attributes(user_id="bob"):
+            assert handle("bob") == "answer for bob"
+        appsdk.submit_feedback(trace_id=traces["alice"], name="helpful", value=False)
+        appsdk.flush()
+        exported = capture.spans
+    assert traces["alice"] != traces["bob"]
+    assert {f"{span.context.trace_id:032x}" for span in exported} == {traces["alice"]}
+    assert [(span.attributes or {}).get("user.id") for span in exported] == ["alice"]
