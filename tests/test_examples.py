@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -49,15 +50,25 @@ def test_the_demo_prints_the_whole_tree(tmp_path: Path) -> None:
     }
     assert depth["chat sim-llama-3-8b"] < depth["gateway.request"] < depth["llm_request"]
     assert "ana@example.com" not in out
-    assert (tmp_path / ".appsdk" / "traces.db").exists()
+    store = TraceStore(tmp_path / ".appsdk" / "traces.db")
+    spans = [s for t in store.list_traces() for s in store.spans(t.trace_id)]
+    # answer(client, question, context): the shared client is a placeholder, not its pool.
+    (answer,) = [s for s in spans if s.name == "answer"]
+    recorded = json.loads(answer.attributes["langfuse.observation.input"])
+    assert recorded["args"][0] == "<LLMDClient>"
 
 
 def test_async_agent(tmp_path: Path) -> None:
     out = _run("async_agent.py", tmp_path)
     assert out.count("Simulated answer") == 3
     store = TraceStore(tmp_path / ".appsdk" / "traces.db")
-    names = [s.name for t in store.list_traces() for s in store.spans(t.trace_id)]
+    spans = [s for t in store.list_traces() for s in store.spans(t.trace_id)]
+    names = [s.name for s in spans]
     assert names.count("plan_trip") == 3 and names.count("lookup_weather") == 3
+    for span in spans:
+        if span.name == "plan_trip":
+            recorded = json.loads(span.attributes["langfuse.observation.input"])
+            assert recorded["args"][0] == "<AsyncLLMDClient>"
 
 
 def test_fastapi_app(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ from typing import Any
 
 from appsdk.errors import StoreError
 from appsdk.spool import Destination, IdentityHasher
-from appsdk.sqlite import add_columns, open_database
+from appsdk.sqlite import add_columns, keep_private, open_database
 
 __all__ = ["Outbox", "OutboxItem", "OutboxStatus", "has_pending", "outbox_status"]
 
@@ -123,6 +123,7 @@ def has_pending(path: str | Path) -> bool:
     path = Path(path)
     if not path.exists():
         return False
+    keep_private(path)  # an older appsdk's file: reading it may create -wal and -shm
     try:
         connection = sqlite3.connect(path, timeout=2.0)
     except sqlite3.Error:
