@@ -1,11 +1,15 @@
 """The OpenTelemetry side of appsdk: the TracerProvider it installs, the one span processor
 (the slot) through which every span reaches the current pipeline, and the sampler that a new
 ``configure()`` can swap (a process's provider is set once; what it feeds is not).
+
+That sampler is also where a ``tracestate`` from outside is guarded: every span of appsdk's
+provider gets its trace state from it, whichever sampler decides.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -18,6 +22,8 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
 from appsdk.langfuse_interop import is_langfuse_processor
+from appsdk.redaction import Redactor
+from appsdk.trace_context import GuardedState, GuardedTraceState, guard_trace_state
 
 if TYPE_CHECKING:
     from appsdk.config import Settings
@@ -29,7 +35,13 @@ _log = logging.getLogger("appsdk")
 
 
 def sampler_for(settings: Settings) -> sampling_api.Sampler:
-    """The sampler the settings name (OTEL_TRACES_SAMPLER, LANGFUSE_SAMPLE_RATE), else all."""
+    """The sampler the settings name (OTEL_TRACES_SAMPLER, LANGFUSE_SAMPLE_RATE), else all.
+
+    A named OTel sampler behaves as OpenTelemetry defines it (``parentbased_*`` follow a
+    remote parent's sampled flag). Otherwise the span that continues an incoming traceparent
+    is decided as a root, as ``Sampling(parent="rules")`` does (docs/sampling.md): a caller's
+    flag neither exports what the ratio drops nor keeps its requests out of every sink.
+    """
     name = settings.traces_sampler
     if name is not None:
         ratio = float(settings.traces_sampler_arg) if settings.traces_sampler_arg else 1.0
@@ -42,16 +54,28 @@ def sampler_for(settings: Settings) -> sampling_api.Sampler:
             "parentbased_traceidratio": lambda: sampling_api.ParentBasedTraceIdRatio(ratio),
         }
         return samplers[name]()
+    root: sampling_api.Sampler = sampling_api.ALWAYS_ON
     if settings.sample_rate is not None and settings.sample_rate < 1.0:
-        return sampling_api.ParentBasedTraceIdRatio(settings.sample_rate)
-    return sampling_api.DEFAULT_ON
+        root = sampling_api.TraceIdRatioBased(settings.sample_rate)
+    return sampling_api.ParentBased(
+        root, remote_parent_sampled=root, remote_parent_not_sampled=root
+    )
 
 
 class DelegatingSampler(sampling_api.Sampler):
-    """Samples with the current pipeline's sampler, so re-configuring can change it."""
+    """Samples with the current pipeline's sampler, so re-configuring can change it.
+
+    The trace state a span would inherit passes :func:`appsdk.trace_context.guard_trace_state`
+    under the current pipeline's redactor, once: the guarded state is passed on to the local
+    children as it is. ``trace_state_dropped`` counts the members dropped, by reason.
+    """
 
     def __init__(self) -> None:
         self.target: sampling_api.Sampler = sampling_api.DEFAULT_ON
+        # Where the current pipeline, and so the guard's redactor, is found (set by the provider).
+        self.slot: PipelineSlot | None = None
+        self.trace_state_dropped = {"over_bounds": 0, "secret": 0}
+        self._lock = threading.Lock()
 
     def should_sample(
         self,
@@ -63,9 +87,34 @@ class DelegatingSampler(sampling_api.Sampler):
         links: Sequence[Link] | None = None,
         trace_state: TraceState | None = None,
     ) -> sampling_api.SamplingResult:
-        return self.target.should_sample(
+        result = self.target.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
         )
+        state = result.trace_state
+        if state and not isinstance(state, GuardedTraceState):
+            result.trace_state = self._guard(state)
+        return result
+
+    def _guard(self, state: TraceState) -> GuardedTraceState:
+        pipeline = self.slot.pipeline if self.slot is not None else None
+        redactor = pipeline.engine.redactor if pipeline is not None else Redactor()
+        try:
+            guarded = guard_trace_state(state, redactor.redact_repeated)
+        except Exception:  # an application's redactor raised: what it could not clear goes
+            _log.debug("appsdk: the trace state guard failed; state dropped", exc_info=True)
+            guarded = GuardedState(GuardedTraceState(), 0, len(state))
+        if guarded.over_bounds or guarded.secrets:
+            with self._lock:
+                dropped = self.trace_state_dropped
+                first = not any(dropped.values())
+                dropped["over_bounds"] += guarded.over_bounds
+                dropped["secret"] += guarded.secrets
+            if first:
+                _log.warning(
+                    "appsdk: members of an incoming tracestate were dropped (over its bounds, "
+                    "or holding a secret); they are neither recorded nor forwarded"
+                )
+        return guarded.state
 
     def get_description(self) -> str:
         return f"appsdk({self.target.get_description()})"
@@ -118,6 +167,7 @@ class AppTracerProvider(TracerProvider):
         super().__init__(resource=resource, sampler=sampler, shutdown_on_exit=False)
         self.slot = slot
         self.delegating_sampler = sampler
+        sampler.slot = slot  # the trace state guard redacts with the slot's pipeline's policy
         super().add_span_processor(slot)
 
     def add_span_processor(self, span_processor: SpanProcessor) -> None:

@@ -4,7 +4,9 @@ The head decision is made once, at a trace's root, from what is known there (tra
 user, session, tags, service, the model of a generation root): the first matching rule's
 ratio, else the default ratio. It is deterministic in the trace id, exactly as OpenTelemetry's
 ``TraceIdRatioBased`` (so a gateway sampling ``parentbased_traceidratio`` at the same ratio
-agrees), and travels in traceparent's sampled flag, so the gateway and vLLM follow it.
+agrees), and travels in traceparent's sampled flag, so the gateway and vLLM follow it. A span
+continuing an incoming traceparent (a remote parent) is a root of this service too: the rules
+decide for it, whatever the caller's flag says, unless ``parent="trust"``.
 
 A trace the head decision drops is still recorded (``RECORD_ONLY``: the caller pays the same
 as for a sampled one) into a bounded retention buffer, and exported after all when, within
@@ -178,6 +180,11 @@ class Sampling(BaseModel):
     sampling to decide on (docs/sampling.md), so downstream spans of kept traces are kept."""
     negative_feedback: tuple[str, ...] = ()
     """Scores that keep their trace, e.g. ``"helpful == 0"``, ``"rating <= 2"``."""
+    parent: Literal["rules", "trust"] = "rules"
+    """A span whose parent came from an incoming ``traceparent`` (a remote parent): ``rules``
+    decide for it as for a root, the caller's sampled flag ignored (a caller can neither
+    export what the rules drop nor keep its requests out of every sink); ``trust``: it
+    follows the caller's flag. Local parents are always followed."""
 
     @field_validator("negative_feedback")
     @classmethod
@@ -231,8 +238,9 @@ def keeps(ratio: float, trace_id: int) -> bool:
 
 
 class RuleSampler(otel_sampling.Sampler):
-    """Root spans: the rules' ratio, deterministic in the trace id. Children: the parent's
-    decision, and a child of a dropped trace is still recorded (for retention).
+    """Root spans, and spans of a remote parent unless ``parent="trust"``: the rules' ratio,
+    deterministic in the trace id. Children: the parent's decision, and a child of a dropped
+    trace is still recorded (for retention).
 
     Args:
         known_at_root: what is known of the trace when its root starts (trace name, user,
@@ -262,31 +270,39 @@ class RuleSampler(otel_sampling.Sampler):
         trace_state: TraceState | None = None,
     ) -> otel_sampling.SamplingResult:
         parent = trace_api.get_current_span(parent_context).get_span_context()
-        if parent.is_valid:
+        # The parent's trace state goes on (appsdk's provider guards it, appsdk.provider).
+        state = parent.trace_state if parent.is_valid else trace_state
+        if parent.is_valid and not (parent.is_remote and self.config.parent == "rules"):
             sampled = parent.trace_flags.sampled
         else:
-            known = self._known_at_root(parent_context)
-            known.setdefault("trace_name", name)
-            known["service"] = self._service
-            model = (attributes or {}).get(semconv.GEN_AI_REQUEST_MODEL)
-            if model is not None:
-                known["model"] = model
-            sampled = keeps(self.config.ratio_for(known), trace_id)
+            sampled = keeps(
+                self.config.ratio_for(self._known(parent_context, name, attributes)), trace_id
+            )
             self.counts.add("sampled" if sampled else "not_sampled")
             if self.config.head == "mark":
                 marked = dict(attributes or {})
                 marked[DECISION_ATTRIBUTE] = "keep" if sampled else "drop"
                 return otel_sampling.SamplingResult(
-                    otel_sampling.Decision.RECORD_AND_SAMPLE, marked, trace_state
+                    otel_sampling.Decision.RECORD_AND_SAMPLE, marked, state
                 )
         decision = (
             otel_sampling.Decision.RECORD_AND_SAMPLE
             if sampled
             else otel_sampling.Decision.RECORD_ONLY
         )
-        return otel_sampling.SamplingResult(
-            decision, attributes, parent.trace_state if parent.is_valid else trace_state
-        )
+        return otel_sampling.SamplingResult(decision, attributes, state)
+
+    def _known(
+        self, parent_context: Context | None, name: str, attributes: Attributes
+    ) -> dict[str, Any]:
+        """What the rules match on at a root."""
+        known = self._known_at_root(parent_context)
+        known.setdefault("trace_name", name)
+        known["service"] = self._service
+        model = (attributes or {}).get(semconv.GEN_AI_REQUEST_MODEL)
+        if model is not None:
+            known["model"] = model
+        return known
 
     def get_description(self) -> str:
         return f"appsdk.RuleSampler(default={self.config.default_ratio})"

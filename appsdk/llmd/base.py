@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from typing import Any, Self, TypeVar
+from urllib.parse import quote_plus
 
 import httpx
 from opentelemetry import baggage
@@ -34,6 +35,7 @@ from appsdk.llmd.models import Model, ModelList
 from appsdk.llmd.raw import RawResponse, with_body
 from appsdk.policy import Policy
 from appsdk.pricing import PriceTable
+from appsdk.redaction import Redactor
 
 __all__ = ["DEFAULT_BASE_URL", "LLMDBase", "already_read", "client_arguments", "encoding_of"]
 
@@ -43,6 +45,11 @@ DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 DEFAULT_STREAM_DEADLINE_S = 600.0
 _ERROR_BODY_BYTES = 64 * 1024
+# W3C Baggage's limits (what every receiver takes; OpenTelemetry's propagator applies them too):
+# the whole header, its list-members, and one member, as encoded on the wire.
+BAGGAGE_MAX_BYTES = 8192
+BAGGAGE_MAX_MEMBERS = 180
+BAGGAGE_MAX_MEMBER_BYTES = 4096
 # The ecosystem's variables, read only when the argument is not given (as openai reads them).
 OPENAI_API_KEY = "OPENAI_API_KEY"
 OPENAI_BASE_URL = "OPENAI_BASE_URL"
@@ -232,7 +239,10 @@ class LLMDBase:
         The httpx instrumentation injects the whole baggage through the global propagator;
         user and session ids must not reach the infrastructure unless the policy says so.
         """
-        return filtered_baggage(self._allowed_baggage)
+        return filtered_baggage(self._allowed_baggage, self._baggage_redactor)
+
+    def _baggage_redactor(self) -> Redactor:
+        return self._policy.redactor if self._policy is not None else _redactor_in_force()
 
     def _allowed_baggage(self) -> tuple[str, ...]:
         if self._policy is not None:
@@ -433,17 +443,54 @@ def _not_given(value: Any) -> bool:
     return type(value).__name__ in ("NotGiven", "Omit")
 
 
-def filtered_baggage(allowed_keys: Callable[[], tuple[str, ...]]) -> context_api.Context | None:
-    """The current context with baggage cut down to the allowed keys, or None if nothing is
-    cut (the allow-list is only looked up when there is baggage)."""
+def filtered_baggage(
+    allowed_keys: Callable[[], tuple[str, ...]],
+    redactor: Callable[[], Redactor] | None = None,
+) -> context_api.Context | None:
+    """The current context with baggage cut down to what may leave, or None if nothing is cut.
+
+    What may leave: members of the allowed keys whose value holds nothing ``redactor`` (by
+    default the configured policy's) would replace, within W3C Baggage's bounds (members past
+    them are dropped, as encoded on the wire: 8192 bytes, 180 members, 4096 bytes each). The
+    allow-list is only looked up when there is baggage, the redactor only when a member of it
+    is there.
+    """
     ctx = context_api.get_current()
     entries = baggage.get_all(ctx)
     if not entries:
         return None
     allowed = allowed_keys()
+    redact: Callable[[str], str] | None = None
+    size = count = 0
     changed = False
-    for key in entries:
-        if key not in allowed:
-            ctx = baggage.remove_baggage(key, ctx)
-            changed = True
+    for key, value in entries.items():
+        if key in allowed:
+            text = str(value)
+            member = _member_bytes(key, text)
+            separator = 1 if count else 0
+            if count < BAGGAGE_MAX_MEMBERS and size + separator + member <= BAGGAGE_MAX_BYTES:
+                if redact is None:
+                    redact = (redactor or _redactor_in_force)().redact_repeated
+                if redact(text) == text:
+                    size += separator + member
+                    count += 1
+                    continue
+        ctx = baggage.remove_baggage(key, ctx)
+        changed = True
     return ctx if changed else None
+
+
+def _member_bytes(key: str, value: str) -> int:
+    """Bytes of ``key=value`` as the W3C propagator encodes it; past the member bound, a size
+    no header takes (an encoded text is never shorter than the text: a 1 MB value is not
+    encoded to learn that)."""
+    if len(key) + 1 + len(value) > BAGGAGE_MAX_MEMBER_BYTES:
+        return BAGGAGE_MAX_BYTES + 1
+    encoded = len(quote_plus(key)) + 1 + len(quote_plus(value))
+    return encoded if encoded <= BAGGAGE_MAX_MEMBER_BYTES else BAGGAGE_MAX_BYTES + 1
+
+
+def _redactor_in_force() -> Redactor:
+    """The configured policy's redactor, else the built-in detectors."""
+    pipeline = _runtime.current()
+    return pipeline.engine.redactor if pipeline is not None else Redactor()
