@@ -52,26 +52,31 @@ def _is_failure(error: BaseException) -> bool:
     return asyncio is not None and isinstance(error, asyncio.CancelledError)
 
 
-_TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
-_SPAN_ID = re.compile(r"[0-9a-fA-F]{16}")
 _SPECIAL_KWARGS = ("langfuse_trace_id", "langfuse_parent_observation_id", "langfuse_public_key")
 
 
 def _parent_context(trace_id: str, parent_id: str | None) -> context_api.Context:
-    """A context whose parent is the given ids (Langfuse's ``trace_context``).
+    """A context whose parent is the given ids, read as langfuse 5 reads them.
+
+    An id that is not lowercase hex of the right length is logged and still read as
+    ``int(id, 16)``: ``"ABAB..."`` or ``"abc"`` (zero-padded) names a trace; one OpenTelemetry
+    finds invalid (zeros, more than 128 or 64 bits, negative) gives the observation a new trace.
 
     Raises:
-        ValueError: an id is not hex of the right length (as langfuse raises).
+        ValueError: ``int(id, 16)`` cannot read an id (as langfuse raises, before the call).
+        TypeError: an id is not a string.
     """
-    if not _TRACE_ID.fullmatch(trace_id):
-        raise ValueError(
-            "langfuse_trace_id must be a W3C trace id: 32 hex characters "
-            "(e.g. from appsdk.get_current_trace_id())"
+    if not re.match(r"^[0-9a-f]{32}$", trace_id):
+        _log.warning(
+            "appsdk: langfuse_trace_id %r is not 32 lowercase hex characters "
+            "(e.g. from appsdk.get_current_trace_id()); read as hex as langfuse does",
+            trace_id,
         )
-    if parent_id is not None and not _SPAN_ID.fullmatch(parent_id):
-        raise ValueError(
-            "langfuse_parent_observation_id must be an observation id: 16 hex characters "
-            "(e.g. from appsdk.get_current_observation_id())"
+    if parent_id and not re.match(r"^[0-9a-f]{16}$", parent_id):
+        _log.warning(
+            "appsdk: langfuse_parent_observation_id %r is not 16 lowercase hex characters "
+            "(e.g. from appsdk.get_current_observation_id()); read as hex as langfuse does",
+            parent_id,
         )
     parent = trace_api.SpanContext(
         trace_id=int(trace_id, 16),

@@ -17,9 +17,14 @@ Which spans Langfuse receives follows langfuse's own filter (:func:`langfuse_spa
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import logging
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
+from importlib.machinery import ModuleSpec
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import baggage
@@ -156,10 +161,104 @@ def make_langfuse_client(pipeline: Pipeline) -> Any:
 
 
 def attach_langfuse_client(pipeline: Pipeline) -> None:
-    """Make the langfuse client now if the application uses langfuse, else on first use.
+    """Make the langfuse client now if the application uses langfuse, else when it imports it.
 
     An application that imported langfuse calls ``langfuse.get_client()``, which must find
-    appsdk's client (with the configured keys); one that did not is spared the import.
+    appsdk's client (with the configured keys, given as arguments or not) rather than make one
+    of its own from the environment (no keys: a no-op client whose scores are lost). One that
+    has not imported it yet is spared the import: the client is made right after its import.
     """
-    if pipeline.settings.langfuse_enabled and "langfuse" in sys.modules:
+    if not pipeline.settings.langfuse_enabled:
+        return
+    if "langfuse" in sys.modules:
         _ = pipeline.langfuse_client
+    else:
+        _watch_for_langfuse()
+
+
+class _LangfuseImportWatcher(importlib.abc.MetaPathFinder):
+    """On ``sys.meta_path`` until langfuse is imported: that import then makes the client of
+    the pipeline configured at the time (before any ``get_client()`` can run)."""
+
+    def __init__(self) -> None:
+        self._finding = False  # the import lock of "langfuse" serializes find_spec calls
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname != "langfuse" or self._finding:
+            return None
+        self._finding = True
+        try:
+            spec = importlib.util.find_spec(fullname)  # the finders after this one
+        finally:
+            self._finding = False
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _ThenAttach(spec.loader)
+        return spec
+
+
+class _ThenAttach(importlib.abc.Loader):
+    """langfuse's own loader, then the client: nothing else changes in the import."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__loader__ = self.loader  # as the import would have set them
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        _langfuse_imported()
+
+    def __getattr__(self, name: str) -> Any:  # resource readers and the like
+        return getattr(self.loader, name)
+
+
+_watcher_lock = threading.Lock()
+_watcher: _LangfuseImportWatcher | None = None
+
+
+def _watch_for_langfuse() -> None:
+    global _watcher
+    with _watcher_lock:
+        if _watcher is None:
+            _watcher = _LangfuseImportWatcher()
+            sys.meta_path.insert(0, _watcher)
+
+
+def _langfuse_imported() -> None:
+    """langfuse has just been imported: the configured pipeline's client, made now."""
+    global _watcher
+    with _watcher_lock:
+        if _watcher is not None:
+            sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not _watcher]
+            _watcher = None
+    try:
+        from appsdk import runtime  # lazily: the layer above, loaded by configure()
+
+        pipeline = runtime.current()
+        if pipeline is not None and pipeline.settings.langfuse_enabled:
+            _make_client_without_waiting(pipeline)
+    except Exception:  # an import of the application's must never fail because of appsdk
+        _log.debug("appsdk: could not attach the langfuse client", exc_info=True)
+
+
+def _make_client_without_waiting(pipeline: Pipeline) -> None:
+    """``pipeline.langfuse_client``, without waiting for its lock: this runs inside the import
+    of langfuse, which whoever holds that lock may be waiting for (``make_langfuse_client``
+    imports langfuse). Then a client is made all the same, not kept: langfuse keeps one set of
+    resources per public key, which ``get_client()`` finds as soon as this import returns."""
+    lock = pipeline._langfuse_lock
+    if not lock.acquire(blocking=False):
+        make_langfuse_client(pipeline)
+        return
+    try:
+        if pipeline._langfuse_client is None:
+            pipeline._langfuse_client = make_langfuse_client(pipeline)
+    finally:
+        lock.release()

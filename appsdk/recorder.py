@@ -32,6 +32,7 @@ from appsdk.serialization import (
     float_value,
     int_value,
     key_text,
+    kind_of,
 )
 
 if TYPE_CHECKING:
@@ -47,6 +48,10 @@ _READ_PAST_CUT = 4096
 # Texts at least this long are remembered by identity, the last _REMEMBERED of them per policy.
 _REMEMBER_FROM = 256
 _REMEMBERED = 32
+# How deep langfuse's media pass looks (levels counted from 1 at the top).
+_MEDIA_LEVELS = 10
+# What asdict() (below a dataclass) and model_dump() (below a model) turn into plain dicts.
+_FLATTENED = {"dataclass": ("dataclass",), "model": ("dataclass", "model")}
 # What an item costs of the budget, beside its text: a separator, quotes, a short number.
 _ITEM_COST = 6
 
@@ -61,7 +66,16 @@ class Walk:
             structure is redacted as text afterwards).
     """
 
-    __slots__ = ("_engine", "_left", "_path", "_redact", "_strings", "secret_keys_found")
+    __slots__ = (
+        "_engine",
+        "_flat",
+        "_left",
+        "_media",
+        "_path",
+        "_redact",
+        "_strings",
+        "secret_keys_found",
+    )
 
     def __init__(self, engine: PolicyEngine, redact: bool, *, strings: bool = True) -> None:
         self._engine = engine
@@ -69,6 +83,13 @@ class Walk:
         self._strings = strings and redact
         self._left = engine.max_value_chars
         self._path: set[int] = set()
+        # Below a dataclass, what langfuse's asdict() already made plain dicts ("dataclass"),
+        # below a pydantic model what model_dump() did ("model"): they count one level each.
+        self._flat = ""
+        # Before serializing, langfuse's media pass walks dicts and lists 10 levels deep and
+        # replaces each pydantic model it meets by its model_dump(): the level of the value
+        # at hand on that walk, 0 once off it (below anything else, or deeper than 10).
+        self._media = 1
         self.secret_keys_found = 0
 
     def value(self, value: Any, depth: int = 1) -> Any:
@@ -91,27 +112,74 @@ class Walk:
                 return "<dict>"
             if not value:  # no kwargs: the most common mapping there is
                 return {}
+            if self._media:
+                return self._on_media_pass(value, depth)
             return self._mapping(value, value.items(), len(value), depth, False)
         if kind is list or kind is tuple:
             if depth >= MAX_DEPTH:
                 return f"<{kind.__name__}>"
             if not value:
                 return []
+            if self._media:
+                return self._on_media_pass(value, depth)
             return self._items(value, value, len(value), depth)
         return self._converted(value, depth)
 
+    def _on_media_pass(
+        self, value: dict[Any, Any] | list[Any] | tuple[Any, ...], depth: int
+    ) -> Any:
+        """A dict, list or tuple met on langfuse's media pass: it goes on into dicts and
+        lists (the next level), not into tuples."""
+        media = self._media
+        inside = type(value) is not tuple and media < _MEDIA_LEVELS
+        self._media = media + 1 if inside else 0
+        try:
+            if type(value) is dict:
+                return self._mapping(value, value.items(), len(value), depth, False)
+            return self._items(value, value, len(value), depth)
+        finally:
+            self._media = media
+
     def _converted(self, value: Any, depth: int) -> Any:
+        flat, media = self._flat, self._media
+        kind = kind_of(type(value))
+        inner_flat, inner_media = flat, 0
+        if (flat and kind in _FLATTENED[flat]) or (media and kind == "model"):
+            # langfuse's asdict()/model_dump() above, or its media pass, made it a dict.
+            if depth >= MAX_DEPTH:
+                return "<dict>"
+            depth -= 1  # the extra level of a dict made from the object is not there
+            if media:  # dumped by the media pass: its dict is one level on, its values two
+                inner_flat = "model"
+                inner_media = media + 2 if media + 2 <= _MEDIA_LEVELS else 0
         engine = self._engine
         chars = max(min(engine.max_chars, self._left), 0)
         converted = convert(value, depth, engine.max_items, chars)
         if isinstance(converted, Fields):
-            if converted.nested:  # langfuse serializes the dict it made one level deeper
-                depth += 1
+            source = converted.source
+            if source in ("dataclass", "model"):
+                depth += 1  # langfuse serializes the dict it made one level deeper
                 if depth >= MAX_DEPTH:
                     return "<dict>"
-            return self._mapping(value, converted.pairs, converted.size, depth, converted.named)
+                if inner_flat != "model":
+                    inner_flat = source
+            elif source == "object":  # langfuse converts nothing below an object
+                inner_flat = ""
+            elif isinstance(value, dict) and media:
+                inner_media = media + 1 if media < _MEDIA_LEVELS else 0
+            self._flat, self._media = inner_flat, inner_media
+            try:
+                return self._mapping(value, converted.pairs, converted.size, depth, converted.named)
+            finally:
+                self._flat, self._media = flat, media
         if isinstance(converted, Items):
-            return self._items(value, converted.items, converted.size, depth)
+            self._media = (
+                media + 1 if media and isinstance(value, list) and media < _MEDIA_LEVELS else 0
+            )
+            try:
+                return self._items(value, converted.items, converted.size, depth)
+            finally:
+                self._media = media
         if type(converted) is str:
             return self.text(converted)
         if converted is value:  # a subclass of a scalar type, already plain

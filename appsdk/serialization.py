@@ -34,7 +34,7 @@ import socket
 import sys
 import threading
 import types
-from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
+from collections.abc import Iterable, Sequence, Set
 from itertools import islice
 from pathlib import PurePath
 from typing import Any, NamedTuple
@@ -52,6 +52,7 @@ __all__ = [
     "float_value",
     "int_value",
     "key_text",
+    "kind_of",
     "render_errors",
     "safe_text",
     "unrenderable",
@@ -66,15 +67,17 @@ _BYTES_PAST_LIMIT = 8
 class Fields(NamedTuple):
     """An object's fields (or a mapping's items) as ``(key, value)`` pairs, read lazily.
 
-    ``nested`` is True where langfuse converts the object to a dict first and serializes that
-    dict one level deeper (dataclasses, pydantic models): the depth count follows it.
-    ``named`` marks an object recorded by its attributes (a cycle back to it is named by its
-    bare type name, as langfuse names it).
+    ``source`` says what langfuse would have made of the object, which the depth count
+    follows: ``dataclass`` / ``model`` (``asdict()`` / ``model_dump()`` made a dict, serialized
+    one level deeper, and converted the dataclasses, or models, below it into plain dicts),
+    ``object`` (recorded by its attributes or slots: below it, nothing was converted), or
+    ``""`` (a mapping). ``named`` marks an object recorded by its ``__dict__`` (a cycle back to
+    it is named by its bare type name, as langfuse names it).
     """
 
     pairs: Iterable[tuple[Any, Any]]
     size: int
-    nested: bool = False
+    source: str = ""
     named: bool = False
 
 
@@ -226,7 +229,7 @@ _MACHINERY_PACKAGES = frozenset(
 _kind_cache: dict[type, str] = {}
 
 
-def _kind(cls: type) -> str:
+def kind_of(cls: type) -> str:
     """How objects of ``cls`` are recorded: ``machinery``, ``dataclass``, ``model``,
     ``namedtuple``, ``url`` or ``object``; decided once per type."""
     kind = _kind_cache.get(cls)
@@ -295,11 +298,32 @@ def _object_fields(value: Any, cls: type) -> Fields | str:
     if slots is not None:
         names = (slots,) if isinstance(slots, str) else tuple(slots)
         pairs = ((name, _slot_value(value, cls, name)) for name in names)
-        return Fields(pairs, len(names), named=False)
+        return Fields(pairs, len(names), "object")
     attributes = _instance_dict(value)
     if attributes is None:
         return f"<{cls.__name__}>"
-    return Fields(attributes.items(), len(attributes), named=True)
+    return Fields(attributes.items(), len(attributes), "object", named=True)
+
+
+def _class_fields(value: type) -> Fields | str:
+    """A class (not an instance) as langfuse records it: a dataclass's is not serializable
+    (``asdict`` refuses a class), a class with slots by its slots' descriptors, any other by
+    its ``vars()``, read without running the metaclass's code."""
+    if dataclasses.is_dataclass(value):
+        return unrenderable(value)
+    slots = _static(value, "__slots__")
+    if slots is not None:
+        names = (slots,) if isinstance(slots, str) else tuple(slots)
+        pairs = ((name, _class_attribute(value, name)) for name in names)
+        return Fields(pairs, len(names), "object")
+    attributes = type.__dict__["__dict__"].__get__(value)
+    return Fields(attributes.items(), len(attributes), "object", named=True)
+
+
+def _class_attribute(value: type, name: str) -> Any:
+    if name == "__dict__":  # the class's own namespace, as getattr(cls, "__dict__") gives it
+        return type.__dict__["__dict__"].__get__(value)
+    return _static(value, name)
 
 
 def _model_fields(value: BaseModel, cls: type) -> Fields:
@@ -309,7 +333,7 @@ def _model_fields(value: BaseModel, cls: type) -> Fields:
     names = [name for name in type(value).model_fields if name in stored]
     extra = getattr(value, "__pydantic_extra__", None) or {}
     pairs = [(name, stored[name]) for name in names] + list(extra.items())
-    return Fields(pairs, len(pairs), nested=True)
+    return Fields(pairs, len(pairs), "model")
 
 
 def _dataclass_fields(value: Any, cls: type) -> Fields:
@@ -319,7 +343,7 @@ def _dataclass_fields(value: Any, cls: type) -> Fields:
         pairs: Iterable[tuple[str, Any]] = ((name, stored.get(name)) for name in names)
     else:
         pairs = ((name, _slot_value(value, cls, name)) for name in names)
-    return Fields(pairs, len(names), nested=True)
+    return Fields(pairs, len(names), "dataclass")
 
 
 def _url_fields(value: SplitResult | ParseResult) -> Fields:
@@ -388,7 +412,7 @@ def convert(value: Any, depth: int, limit: int, chars: int) -> Any:
 
 def _convert(value: Any, depth: int, limit: int, chars: int) -> Any:
     cls = type(value)
-    kind = _kind(cls)
+    kind = kind_of(cls)
     if kind == "recorded":  # appsdk's own wrappers (a traced generator) say how
         return _static(cls, "recorded_as")
     if isinstance(value, SecretStr | SecretBytes):
@@ -417,9 +441,11 @@ def _convert(value: Any, depth: int, limit: int, chars: int) -> Any:
         return f"<{cls.__name__}>"
     if depth >= MAX_DEPTH:
         return f"<{cls.__name__}>"
-    if kind == "dataclass" and not isinstance(value, type):
+    if isinstance(value, type):
+        return _class_fields(value)
+    if kind == "dataclass":
         return _dataclass_fields(value, cls)
-    if kind == "model" and not isinstance(value, type):
+    if kind == "model":
         return _model_fields(value, cls)
     if kind == "url":
         return _url_fields(value)
@@ -434,12 +460,8 @@ def _convert(value: Any, depth: int, limit: int, chars: int) -> Any:
         return Items(value, len(value))
     if isinstance(value, Set):
         return Items(islice(value, limit), len(value))
-    if isinstance(value, Mapping):
-        return Fields(_mapping_items(value), len(value))
+    if isinstance(value, dict):  # another Mapping is an object to langfuse (a mappingproxy)
+        return Fields(iter(value.items()), len(value))
     if isinstance(value, Sequence):
         return _sequence(value, limit)
     return _object_fields(value, cls)
-
-
-def _mapping_items(value: Mapping[Any, Any]) -> Iterator[tuple[Any, Any]]:
-    return iter(value.items())

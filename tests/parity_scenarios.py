@@ -227,6 +227,108 @@ def _deep(levels: int) -> Any:
 
 
 @scenario
+def deep_mixed_containers(observe: Any, lf: Any) -> Any:
+    """Values nested past langfuse's depth (20) through every kind of container: each
+    ``default()`` on a non-scalar counts one level (a dataclass and a pydantic model two:
+    the object, then the dict ``asdict``/``model_dump`` made), and what is at the cut
+    is recorded as ``"<TypeName>"``."""
+    import dataclasses
+
+    from pydantic import BaseModel
+
+    @dataclasses.dataclass
+    class Box:
+        value: Any
+
+    class Model(BaseModel):
+        value: Any
+
+    class Plain:
+        def __init__(self, value: Any) -> None:
+            self.value = value
+
+    class Slotted:
+        __slots__ = ("value",)
+
+        def __init__(self, value: Any) -> None:
+            self.value = value
+
+    wrappers: list[Callable[[Any], Any]] = [
+        lambda v: {"d": v},
+        lambda v: [v],
+        lambda v: (v,),
+        Box,
+        lambda v: Model(value=v),
+        Plain,
+        Slotted,
+    ]
+
+    @observe()
+    def echo(value: Any) -> Any:
+        return value
+
+    # Each rotation of the kinds puts another kind at (and around) the cut.
+    for start in range(len(wrappers)):
+        value: Any = "bottom"
+        for level in range(24):
+            value = wrappers[(start + level) % len(wrappers)](value)
+        echo(value)
+    # Only one kind all the way down, past the cut.
+    for wrap in wrappers:
+        value = "bottom"
+        for _ in range(23):
+            value = wrap(value)
+        echo(value)
+    # Each kind under dicts only, reaching the cut at levels 17 to 20 (output; input: 19-22).
+    for wrap in wrappers:
+        variants = {}
+        for dicts in (15, 16, 17, 18):
+            value = wrap("bottom")
+            for _ in range(dicts):
+                value = {"d": value}
+            variants[str(dicts)] = value
+        echo(variants)
+    return "done"
+
+
+@scenario
+def class_objects(observe: Any, lf: Any) -> Any:
+    """Classes (not instances) as arguments and results."""
+    import dataclasses
+    import enum
+
+    from pydantic import BaseModel
+
+    class MyClass:
+        attribute = 1
+
+        def method(self) -> None:
+            return None
+
+    @dataclasses.dataclass
+    class Point:
+        x: int = 0
+
+    class Model(BaseModel):
+        name: str = ""
+
+    class Slotted:
+        __slots__ = ("a",)
+
+    class Color(enum.Enum):
+        RED = "red"
+
+    @observe()
+    def echo(value: Any) -> Any:
+        return value
+
+    for value in (MyClass, int, str, type, Point, Model, Slotted, Color, ValueError, object):
+        echo(value)
+    echo({"classes": [MyClass, Point, Model]})
+    return "done"
+
+
+@scenario
 def client_updates(observe: Any, lf: Any) -> Any:
     @observe(as_type="generation")
     def generate() -> str:
@@ -273,6 +375,69 @@ def bad_ids(observe: Any, lf: Any) -> Any:
         except Exception as exc:
             outcomes.append(type(exc).__name__)
     return outcomes
+
+
+@scenario
+def malformed_ids(observe: Any, lf: Any) -> Any:
+    """Ids langfuse warns about and uses as int(id, 16) reads them (a new trace when OTel
+    finds the result invalid), and ids int() refuses (ValueError to the caller)."""
+
+    @observe()
+    def handler() -> Any:
+        trace_id = lf.get_current_trace_id()
+        # The ids read from the input are kept; a new trace's random id is named (0-c: input).
+        return trace_id if set(trace_id) <= set("0abc") else "a new trace"
+
+    cases: list[tuple[Any, Any]] = [
+        ("AB" * 16, None),
+        ("abc", None),
+        ("0x" + "ab" * 15, None),
+        (" " + "ab" * 16 + "\n", None),
+        ("ab_" * 10 + "ab", None),
+        ("0" * 32, None),
+        ("f" * 33, None),
+        ("-1", None),
+        ("not-hex", None),
+        (123, None),
+        ("ab" * 16, "CD" * 8),
+        ("ab" * 16, "cd"),
+        ("ab" * 16, "0" * 16),
+        ("ab" * 16, "f" * 17),
+        ("ab" * 16, ""),
+        ("ab" * 16, "not-hex"),
+        ("", "cd" * 8),
+    ]
+    outcomes = []
+    for trace_id, parent_id in cases:
+        try:
+            outcomes.append(
+                handler(langfuse_trace_id=trace_id, langfuse_parent_observation_id=parent_id)
+            )
+        except Exception as exc:
+            outcomes.append(f"{type(exc).__name__}: {exc}")
+    return outcomes
+
+
+@scenario
+def scores_through_get_client(observe: Any, lf: Any) -> Any:
+    """``langfuse.get_client()`` inside decorated code is the configured project's client (the
+    runner configures appsdk with keys as arguments): its scores reach Langfuse's API."""
+    from langfuse import get_client
+
+    @observe(as_type="generation")
+    def generate() -> str:
+        client = get_client()
+        client.update_current_generation(metadata={"client": "get_client"})
+        client.score_current_span(name="span-score", value=0.5, comment="good")
+        client.score_current_trace(name="trace-score", value="ok", data_type="CATEGORICAL")
+        return "out"
+
+    @observe()
+    def root() -> str:
+        get_client().score_current_span(name="root-score", value=True, data_type="BOOLEAN")
+        return generate()
+
+    return root()
 
 
 @scenario
@@ -493,7 +658,7 @@ def lf_get_current_trace_url(observe: Any, lf: Any) -> Any:
 
 @scenario
 def lf_scoring_observations(observe: Any, lf: Any) -> Any:
-    # The scores go to Langfuse's ingestion API, not OTLP: only the trace is compared.
+    # The scores go to Langfuse's scores API, not OTLP: compared as the receiver got them.
     from langfuse import propagate_attributes
 
     mock_name = "test_scoring_observations"

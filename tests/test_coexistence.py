@@ -6,7 +6,9 @@ import subprocess
 import sys
 from collections import Counter
 
-from tests.langfuse_stub import langfuse_stub
+import pytest
+
+from tests.langfuse_stub import PUBLIC_KEY, SECRET_KEY, langfuse_stub
 from tests.servers import clean_env, otlp_receiver
 
 LANGFUSE_FIRST = """
@@ -54,6 +56,27 @@ appsdk.shutdown()
 """
 
 
+SCORES_THROUGH_GET_CLIENT = """
+import sys
+url, order, public_key, secret_key = sys.argv[1:5]
+if order == "langfuse imported first":
+    import langfuse
+import appsdk
+appsdk.configure(langfuse_public_key=public_key, langfuse_secret_key=secret_key,
+                 langfuse_base_url=url)
+from langfuse import get_client
+
+@appsdk.observe()
+def handler() -> None:
+    get_client().score_current_span(name="span-score", value=1)
+    get_client().score_current_trace(name="trace-score", value=2)
+    print(appsdk.get_current_trace_id(), appsdk.get_current_observation_id())
+
+handler()
+appsdk.shutdown()
+"""
+
+
 def test_a_langfuse_client_created_first_exports_nothing_twice() -> None:
     with langfuse_stub() as stub:
         subprocess.run(
@@ -78,3 +101,28 @@ def test_appsdk_rides_along_on_the_applications_own_provider() -> None:
         theirs_seen = {s.name for s in app_backend.wait_for_spans(2)}
         ours_seen = {s.name for s in ours.wait_for_spans(2)}
     assert theirs_seen == ours_seen == {"ours", "theirs"}
+
+
+@pytest.mark.parametrize("order", ["langfuse imported first", "langfuse imported after configure"])
+def test_scores_through_get_client_reach_langfuse_with_the_configured_keys(order: str) -> None:
+    # The keys are arguments of configure(), not in the environment: get_client() must find
+    # appsdk's client, whenever langfuse was imported, not make a keyless no-op one.
+    with langfuse_stub() as stub:
+        arguments = [stub.url, order, PUBLIC_KEY, SECRET_KEY]
+        ran = subprocess.run(
+            [sys.executable, "-c", SCORES_THROUGH_GET_CLIENT, *arguments],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=60,
+        )
+        trace_id, observation_id = ran.stdout.split()
+        stub.wait_for(lambda s: len(s.scores) >= 2)
+        scores = {score["name"]: score for score in stub.scores.values()}
+    assert scores["span-score"]["traceId"] == trace_id
+    assert scores["span-score"]["observationId"] == observation_id
+    assert scores["span-score"]["value"] == 1
+    assert scores["trace-score"]["traceId"] == trace_id
+    assert scores["trace-score"].get("observationId") is None
+    assert scores["trace-score"]["value"] == 2

@@ -2,9 +2,9 @@
 
 Each scenario of tests/parity_scenarios.py runs in its own process once per SDK (forked from
 one that has done that SDK's imports, both SDKs at the same time), exporting
-OTLP/HTTP to a loopback receiver; the decoded spans are compared with ids and timestamps
-normalized. Allowed differences: the instrumentation scope, OTel's ``error.type`` attribute and
-``exception`` events (see docs/migrating.md).
+OTLP/HTTP to a loopback receiver; the decoded spans, and the scores posted to Langfuse's API,
+are compared with ids and timestamps normalized. Allowed differences: the instrumentation
+scope, OTel's ``error.type`` attribute and ``exception`` events (see docs/migrating.md).
 """
 
 from __future__ import annotations
@@ -84,8 +84,9 @@ def forkers() -> Iterator[dict[str, _Forker]]:
 
 def _run_both(
     forkers: dict[str, _Forker], name: str, tmp_path: Path
-) -> dict[str, tuple[Any, list[ReceivedSpan]]]:
-    """The scenario under each SDK, at the same time, each in its own fresh process."""
+) -> dict[str, tuple[Any, list[ReceivedSpan], list[dict[str, Any]]]]:
+    """The scenario under each SDK, at the same time, each in its own fresh process: what
+    the caller got, the spans and the score items the receiver got."""
     with otlp_receiver() as theirs, otlp_receiver() as ours:
         receivers = {"langfuse": theirs, "appsdk": ours}
         for sdk, forker in forkers.items():
@@ -96,7 +97,16 @@ def _run_both(
             stderr = (tmp_path / sdk / "stderr").read_text()
             assert returncode == 0, stderr
             stdout = (tmp_path / sdk / "stdout").read_text()
-            results[sdk] = (json.loads(stdout.strip().splitlines()[-1]), receivers[sdk].spans)
+            results[sdk] = (
+                json.loads(stdout.strip().splitlines()[-1]),
+                receivers[sdk].spans,
+                [
+                    item
+                    for request in receivers[sdk].requests
+                    if request.path.split("?", 1)[0].endswith("/api/public/scores")
+                    for item in json.loads(request.body)
+                ],
+            )
         return results
 
 
@@ -121,6 +131,22 @@ def _normalized(spans: list[ReceivedSpan]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: (row["name"], json.dumps(row, sort_keys=True)))
 
 
+def _normalized_scores(items: list[dict[str, Any]], spans: list[ReceivedSpan]) -> list[Any]:
+    """Score items with their ids and timestamps left out and the trace and observation they
+    name given by span names (the trace by its root's)."""
+    names = {span.span_id: span.name for span in spans}
+    roots = {span.trace_id: span.name for span in spans if span.parent_span_id not in names}
+    rows = []
+    for item in items:
+        row = {key: value for key, value in item.items() if key not in ("id", "timestamp")}
+        if "traceId" in row:
+            row["traceId"] = roots.get(row["traceId"], "(a trace not exported)")
+        if "observationId" in row:
+            row["observationId"] = names.get(row["observationId"], "(not exported)")
+        rows.append(row)
+    return sorted(rows, key=lambda row: json.dumps(row, sort_keys=True))
+
+
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_the_scenario_gives_the_same_trace_under_both_decorators(
     name: str, tmp_path: Path, forkers: dict[str, _Forker]
@@ -128,7 +154,8 @@ def test_the_scenario_gives_the_same_trace_under_both_decorators(
     if name in KNOWN_DIFFERENCES:
         pytest.skip(KNOWN_DIFFERENCES[name])
     results = _run_both(forkers, name, tmp_path)
-    theirs_returned, theirs = results["langfuse"]
-    ours_returned, ours = results["appsdk"]
+    theirs_returned, theirs, their_scores = results["langfuse"]
+    ours_returned, ours, our_scores = results["appsdk"]
     assert ours_returned == theirs_returned
     assert _normalized(ours) == _normalized(theirs)
+    assert _normalized_scores(our_scores, ours) == _normalized_scores(their_scores, theirs)
