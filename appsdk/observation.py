@@ -21,6 +21,7 @@ from appsdk import semconv
 from appsdk.policy import CaptureMode, ContentKind, PolicyEngine
 from appsdk.serialization import count_render_error, safe_text
 from appsdk.span_policy import bind, set_trusted
+from appsdk.trace_context import bounded_name
 
 __all__ = ["UNSET", "Observation"]
 
@@ -154,10 +155,12 @@ class Observation:
             return self
         usage = usage if usage is not None else usage_details
         cost = cost if cost is not None else cost_details
+        # Names are the caller's values: cut (every span of a trace may carry them) and read
+        # through safe_text (an object whose __str__ raises is not the caller's error here).
         if name is not None:
-            span.update_name(str(name))
+            span.update_name(bounded_name(safe_text(name)))
         if version is not None:
-            span.set_attribute(semconv.LF_VERSION, str(version))
+            span.set_attribute(semconv.LF_VERSION, bounded_name(safe_text(version)))
         policy = self._policy
         safe: dict[str, Any] = {}
         input_kind, output_kind = self._content_kinds()
@@ -177,7 +180,7 @@ class Observation:
             else:
                 _log.debug("appsdk: level %r is not one of %s", level, sorted(semconv.LEVELS))
         if status_message is not None and policy.error_mode in _MESSAGE_MODES:
-            safe[semconv.LF_STATUS_MESSAGE] = policy.error_message("", str(status_message))
+            safe[semconv.LF_STATUS_MESSAGE] = policy.error_message("", safe_text(status_message))
         if model_parameters:
             safe[semconv.LF_MODEL_PARAMETERS] = json.dumps(
                 policy.prepare(dict(model_parameters), True)
@@ -188,7 +191,7 @@ class Observation:
             set_trusted(span, safe)
         # Given by the caller and not rendered here: the egress guard scrubs these at the exit.
         if model is not None:
-            span.set_attribute(semconv.LF_MODEL, str(model))
+            span.set_attribute(semconv.LF_MODEL, bounded_name(safe_text(model)))
         if usage is not None and (encoded := _usage(usage)) is not None:
             span.set_attribute(semconv.LF_USAGE, encoded)
         if cost is not None and (encoded := _cost(cost)) is not None:

@@ -186,6 +186,11 @@ class Pipeline:
         counts = {processor.name: processor.snapshot() for processor, _ in self.processors}
         # Values the recorder could not render (recorded as placeholders): the process's count.
         counts["recorder"] = {"render_errors": render_errors()}
+        # Members of incoming tracestates dropped by the guard (over bounds, or a secret).
+        sampler = getattr(self.provider, "delegating_sampler", None)
+        if sampler is not None:
+            dropped = sampler.trace_state_dropped
+            counts["incoming"] = {f"tracestate_{why}": n for why, n in dropped.items()}
         if self.retention is not None:
             counts["sampling"] = self.retention.stats()
         return counts

@@ -227,7 +227,9 @@ def shutdown(timeout_s: float | None = None) -> None:
 
 def stats() -> dict[str, dict[str, int]]:
     """Per exporter: spans exported, export failures, and spans dropped (queue full, shutdown);
-    ``recorder``: values that could not be rendered (recorded as placeholders); ``sampling``.
+    ``recorder``: values that could not be rendered (recorded as placeholders); ``incoming``:
+    members of incoming tracestates dropped (over their bounds, or holding a secret);
+    ``sampling``.
 
     After ``shutdown()`` this still reports the pipeline that was shut down.
     """

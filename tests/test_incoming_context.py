@@ -110,6 +110,8 @@ def test_an_incoming_tracestate_reaches_the_receiver_and_the_gateway_bounded_and
     # The application is told once, without the values.
     warned = [r.getMessage() for r in caplog.records if "tracestate" in r.getMessage()]
     assert len(warned) == 1 and API_KEY not in warned[0] and EMAIL not in warned[0]
+    incoming_counts = appsdk.stats()["incoming"]
+    assert incoming_counts["tracestate_secret"] >= 2 and incoming_counts["tracestate_over_bounds"]
 
 
 def test_the_policys_own_detectors_judge_the_tracestate_too(receiver: OTLPReceiver) -> None:

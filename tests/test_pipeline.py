@@ -264,7 +264,7 @@ def test_stats_are_empty_before_configure(
     monkeypatch.setattr(appsdk.runtime, "_retired", None)
     assert appsdk.stats() == {}
     appsdk.configure(local_store="never", otlp_endpoints=(receiver.traces_url,))
-    assert set(appsdk.stats()) == {"otlp", "recorder"}
+    assert set(appsdk.stats()) == {"otlp", "recorder", "incoming"}
 
 
 def test_configure_again_applies_new_settings_or_says_why_not(

@@ -596,3 +596,23 @@ def test_a_rating_of_ones_own_trace_never_exports_another_users_span() -> None:
     assert traces["alice"] != traces["bob"]
     assert {f"{span.context.trace_id:032x}" for span in exported} == {traces["alice"]}
     assert [(span.attributes or {}).get("user.id") for span in exported] == ["alice"]
+
+
+def test_names_given_to_an_update_are_cut_and_never_raise(recorded: SpanCapture) -> None:
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    @appsdk.observe()
+    def step() -> str:
+        appsdk.update_current_observation(
+            name="n" * 1_000_000, version=Unprintable(), model="m" * 10_000
+        )
+        return "ok"
+
+    assert step() == "ok"
+    (span,) = recorded.spans
+    assert len(span.name) < 300 and span.name.endswith("...[truncated 999800 chars]")
+    attributes = span.attributes or {}
+    assert attributes["langfuse.version"] == "<unprintable Unprintable>"
+    assert len(str(attributes["langfuse.observation.model.name"])) < 300
