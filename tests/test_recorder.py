@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry import trace as trace_api
 from pydantic import BaseModel, computed_field
 
@@ -616,3 +618,36 @@ def test_names_given_to_an_update_are_cut_and_never_raise(recorded: SpanCapture)
     attributes = span.attributes or {}
     assert attributes["langfuse.version"] == "<unprintable Unprintable>"
     assert len(str(attributes["langfuse.observation.model.name"])) < 300
+
+
+_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=300)
+    | st.binary(max_size=50)
+)
+_VALUES = st.recursive(
+    _LEAVES,
+    lambda children: (
+        st.lists(children, max_size=8)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(max_size=20) | st.integers(), children, max_size=8)
+        | st.frozensets(st.integers(), max_size=5)
+    ),
+    max_leaves=200,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=_VALUES, max_value_chars=st.integers(min_value=50, max_value=5_000))
+def test_any_value_renders_to_json_within_the_budget(value: Any, max_value_chars: int) -> None:
+    policy = appsdk.Policy(max_value_chars=max_value_chars, max_chars=1_000, max_items=20)
+    for engine in (policy.engine, appsdk.Policy.full(max_value_chars=max_value_chars).engine):
+        rendered = engine.render("inputs", {"args": [value], "kwargs": {}})
+        assert rendered is not None
+        decoded = json.dumps(json.loads(rendered), ensure_ascii=False)
+        # Strings are charged what they record; a scalar item a flat 6 characters (a float's
+        # text runs to 24), and each container still open gets one cut marker.
+        assert len(decoded) <= 5 * max_value_chars + 1_000
