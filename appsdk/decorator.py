@@ -13,6 +13,7 @@ import inspect
 import logging
 import re
 import sys
+import types
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar, overload
 
@@ -45,11 +46,13 @@ _NOOP_POLICY = Policy.none().engine
 def _is_failure(error: BaseException) -> bool:
     """An error the observation records: any Exception, and asyncio's cancellation (langfuse
     records it too). SystemExit, KeyboardInterrupt and GeneratorExit end it without one."""
-    if isinstance(error, Exception):
+    # By type(): isinstance() would ask the object's __class__, which is the application's code.
+    kind = type(error)
+    if issubclass(kind, Exception):
         return True
     # Only a process running asyncio can be cancelled by it: asyncio is not imported for this.
     asyncio = sys.modules.get("asyncio")
-    return asyncio is not None and isinstance(error, asyncio.CancelledError)
+    return asyncio is not None and issubclass(kind, asyncio.CancelledError)
 
 
 _SPECIAL_KWARGS = ("langfuse_trace_id", "langfuse_parent_observation_id", "langfuse_public_key")
@@ -287,12 +290,17 @@ def _begin(options: _Options, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
 
 
 def _finish(observation: Observation, options: _Options, result: Any) -> Any:
-    """Record the result, or hand the observation to a generator wrapper that ends it later."""
-    if inspect.isgenerator(result):
+    """Record the result, or hand the observation to a generator wrapper that ends it later.
+
+    What the result is, is read from its type: ``isinstance`` and ``hasattr`` would run the
+    application's ``__class__`` / ``__getattr__``, and nothing here may raise into the call.
+    """
+    kind = type(result)
+    if issubclass(kind, types.GeneratorType):
         return _TracedGenerator(result, observation, options)
-    if inspect.isasyncgen(result):
+    if issubclass(kind, types.AsyncGeneratorType):
         return _TracedAsyncGenerator(result, observation, options)
-    if type(result).__name__ == "StreamingResponse" and hasattr(result, "body_iterator"):
+    if kind.__name__ == "StreamingResponse" and _streams_body(result):
         # Starlette streams the body after the handler returned: trace it until it is sent.
         result.body_iterator = _TracedAsyncGenerator(result.body_iterator, observation, options)
         return result
@@ -304,6 +312,13 @@ def _finish(observation: Observation, options: _Options, result: Any) -> Any:
         _log.debug("appsdk: could not record output of %s", options.name, exc_info=True)
     observation.end()
     return result
+
+
+def _streams_body(response: Any) -> bool:
+    try:
+        return hasattr(response, "body_iterator")
+    except Exception:
+        return False
 
 
 def _end_with(observation: Observation, error: BaseException) -> None:
@@ -411,7 +426,7 @@ class _TracedSteps:
 
     def _end_by(self, error: BaseException) -> None:
         """The iteration stopped: exhausted or exited (ended), or failed (marked ERROR)."""
-        if isinstance(error, StopIteration | StopAsyncIteration) or not _is_failure(error):
+        if issubclass(type(error), StopIteration | StopAsyncIteration) or not _is_failure(error):
             self._done()
         else:
             self._observation.fail(error)

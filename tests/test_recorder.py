@@ -14,7 +14,7 @@ import dataclasses
 import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -651,3 +651,88 @@ def test_any_value_renders_to_json_within_the_budget(value: Any, max_value_chars
         # Strings are charged what they record; a scalar item a flat 6 characters (a float's
         # text runs to 24), and each container still open gets one cut marker.
         assert len(decoded) <= 5 * max_value_chars + 1_000
+
+
+class _GetattributeRaises:
+    def __getattribute__(self, name: str) -> Any:
+        raise RuntimeError(f"no attribute access at all ({name})")
+
+
+class _DictIsAProperty:
+    @property  # type: ignore[misc]
+    def __dict__(self) -> Any:  # noqa: PLW3201
+        raise RuntimeError("no __dict__")
+
+
+class _LyingLength(Sequence[int]):
+    def __len__(self) -> int:
+        return 10**12
+
+    def __getitem__(self, index: Any) -> Any:
+        if index > 3:
+            raise IndexError(index)
+        return index
+
+
+class _Meta(type):
+    def __getattr__(cls, name: str) -> Any:
+        raise RuntimeError(f"metaclass {name}")
+
+
+class _WithMeta(metaclass=_Meta):
+    x = 1
+
+
+class _Node:
+    def __init__(self, child: Any) -> None:
+        self.child = child
+
+
+def _linked(length: int) -> Any:
+    node: Any = None
+    for _ in range(length):
+        node = _Node(node)
+    return node
+
+
+def _self_ref_object() -> Any:
+    node = _Node(None)
+    node.child = [node, {"again": node}]
+    return node
+
+
+SHAPES: dict[str, Callable[[], Any]] = {
+    "__getattribute__ raises": _GetattributeRaises,
+    "__dict__ is a raising property": _DictIsAProperty,
+    "a length of 10**12": _LyingLength,
+    "a class whose metaclass __getattr__ raises": lambda: _WithMeta,
+    "a linked list of 10,000 objects": lambda: _linked(10_000),
+    "an object in a cycle through a list and a dict": _self_ref_object,
+    "a running thread": threading.current_thread,
+    "a huge int": lambda: 10**5000,
+    "nested empty containers": lambda: [[], {}, (), set(), frozenset(), [[[]]]],
+    "bytes that are not UTF-8": lambda: b"\xff" * 100_000,
+    "a memoryview": lambda: memoryview(b"hello" * 10_000),
+    "a dict with 100,000 keys": lambda: {f"k{i}": i for i in range(100_000)},
+    "a dict with object keys": lambda: {_Node(None): 1, (1, 2): 2, None: 3, 1.5: 4},
+    "a string of 5 MB": lambda: "x" * 5_000_000,
+    "an exception holding a secret dict": lambda: ValueError({"password": CANARY}),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_every_shape_passes_through_unchanged_and_every_span_ends(
+    recorded: SpanCapture, shape: str
+) -> None:
+    value = SHAPES[shape]()
+
+    @appsdk.observe()
+    def echo(received: Any) -> Any:
+        return received
+
+    assert echo(value) is value
+    _no_span_is_current()
+    (span,) = recorded.spans
+    recorded_input = str((span.attributes or {}).get("langfuse.observation.input", ""))
+    # Bounded: the default budget (100,000 characters; 8 MiB under full) plus markers.
+    assert len(recorded_input) < 9 * 1024 * 1024
