@@ -660,7 +660,7 @@ class _GetattributeRaises:
 
 class _DictIsAProperty:
     @property  # type: ignore[misc]
-    def __dict__(self) -> Any:  # noqa: PLW3201
+    def __dict__(self) -> Any:
         raise RuntimeError("no __dict__")
 
 
