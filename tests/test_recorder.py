@@ -577,7 +577,7 @@ def test_a_rating_of_ones_own_trace_never_exports_another_users_span() -> None:
     ``__str__`` raises, then user B's request runs on the same thread. A rates A's trace."""
     from appsdk.sampling import Sampling
 
-    sampling = Sampling(default_ratio=0.0, negative_feedback=["helpful == 0"])
+    sampling = Sampling(default_ratio=0.0, negative_feedback=("helpful == 0",))
     traces: dict[str, str] = {}
     with capture_spans(sampling=sampling) as capture:
 
@@ -659,8 +659,8 @@ class _GetattributeRaises:
 
 
 class _DictIsAProperty:
-    @property  # type: ignore[misc]
-    def __dict__(self) -> Any:
+    @property
+    def __dict__(self) -> Any:  # type: ignore[override]
         raise RuntimeError("no __dict__")
 
 
