@@ -4,8 +4,9 @@ Each case runs under the default policy and under ``Policy.full()``: the app see
 return values and exceptions, every span ends and none stays current, the next call starts a
 trace of its own, and what is recorded is bounded by the policy, whatever the input.
 
-Caller-thread cost of each hostile case is measured by ``make bench`` (benchmarks/recorder.py);
-the bounds quoted in comments here are what that run showed on 2 CPUs, not asserted times.
+Caller-thread cost of each hostile case is measured by ``make bench`` (benchmarks/recorder.py),
+never asserted here: on 2 CPUs every case there stayed under 1 ms per decorated call (the
+worst, a lazy sequence of 1M rows, ~0.6 ms for the 200 rows recorded; a short string ~0.1 ms).
 """
 
 from __future__ import annotations
@@ -322,7 +323,7 @@ def test_lazy_and_large_values_are_read_only_as_far_as_they_are_recorded() -> No
         def load(*values: Any) -> str:
             return "ok"
 
-        # Each of these cost 130 ms to 1 s and up to +383 MB before (bench: recorder cases).
+        # Each of these cost 130 ms to 1 s and up to +383 MB before; now < 1 ms (make bench).
         assert load(Rows(), range(10**7), bytearray(20 * 1024 * 1024), frozenset(range(10**5)))
     args = capture.by_name("load").input["args"]
     assert len(reads) == 50
