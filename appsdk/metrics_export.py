@@ -3,6 +3,10 @@
 The OpenTelemetry SDK's OTLP metric exporter is used as is: it reads the same ``OTEL_*``
 endpoint and headers the application configured for its collector. Langfuse takes no metrics,
 so nothing is sent there.
+
+A traces-only backend (Jaeger, Tempo) refuses ``/v1/metrics``: the first refusal switches
+the metrics off for the process, with one warning naming ``APPSDK_METRICS=false``, instead of
+the SDK's error line at every export interval. Traces are not affected.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import atexit
 import logging
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,9 +25,12 @@ from opentelemetry import metrics
 from appsdk.errors import safe_url
 
 if TYPE_CHECKING:
+    import requests
+    from opentelemetry.sdk.metrics.export import MetricExporter
+
     from appsdk.config import Settings
 
-__all__ = ["install_meter_provider", "install_pending", "install_when_used"]
+__all__ = ["REFUSED_STATUSES", "install_meter_provider", "install_pending", "install_when_used"]
 
 _log = logging.getLogger("appsdk")
 _installed: Any = None
@@ -46,6 +55,77 @@ _EXPORTER_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.http.metric_exporter",
     "opentelemetry.exporter.otlp.proto.http._common",
 )
+
+
+# Answers that mean "this endpoint takes no metrics", for as long as the configuration stands:
+# no route (404: Jaeger, Tempo), no POST there (405), not OTLP protobuf (415), not implemented
+# (501). Not here: 5xx, 429 and connection failures are transient (the SDK retries them); 400
+# and 413 concern one batch; 401 and 403 are the credentials, which the traces share and whose
+# own errors say so.
+REFUSED_STATUSES = frozenset({404, 405, 415, 501})
+
+
+class _Refusal:
+    """Watches the metric exporter's answers; on a refusal, switches it off with one warning.
+
+    ``saw`` is a response hook of the exporter's ``requests`` session (the exporter's public
+    ``session`` argument): it sees the status before the SDK logs its error line, and ``filter``
+    (on the SDK exporter's loggers) drops that line when the export it ends was refused.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.status: int | None = None
+        self._exporting: int | None = None  # the thread inside a watched export
+
+    def saw(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        if self.status is None and response.status_code in REFUSED_STATUSES:
+            self.status = response.status_code
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        was = self.status
+        self._exporting = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._exporting = None
+        if was is None and self.status is not None:
+            _log.warning(
+                "appsdk: %s refused GenAI client metrics (HTTP %s): the endpoint takes no "
+                "metrics, so they are switched off for this process (traces are not affected); "
+                "set APPSDK_METRICS=false to not send them at all",
+                safe_url(self.url),
+                self.status,
+            )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # A logger's filter runs on the thread that logs: the export this object watches.
+        return self.status is None or self._exporting != threading.get_ident()
+
+
+def _exporter(url: str, headers: dict[str, str], timeout_s: float) -> MetricExporter:
+    """The SDK's OTLP metric exporter, switched off for good by the first refusal (``_Refusal``)."""
+    import requests
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics.export import MetricExportResult, MetricsData
+
+    refusal = _Refusal(url)
+    session = requests.Session()
+    session.hooks["response"].append(refusal.saw)
+    for name in _EXPORTER_LOGGERS:
+        logging.getLogger(name).addFilter(refusal)
+
+    class RefusableExporter(OTLPMetricExporter):
+        def export(
+            self, metrics_data: MetricsData, timeout_millis: float | None = 10_000, **kwargs: Any
+        ) -> MetricExportResult:
+            if refusal.status is not None:
+                return MetricExportResult.SUCCESS  # switched off: the reader's data is dropped
+            with refusal.watching():
+                return super().export(metrics_data, timeout_millis, **kwargs)
+
+    return RefusableExporter(endpoint=url, headers=headers, timeout=timeout_s, session=session)
 
 
 def install_when_used(settings: Settings) -> None:
@@ -79,7 +159,6 @@ def install_meter_provider(settings: Settings) -> Any:
         return None
     if type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider":
         return None  # the application installed its own: the client's metrics go there
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
@@ -90,9 +169,7 @@ def install_meter_provider(settings: Settings) -> Any:
     for name in _EXPORTER_LOGGERS:
         logging.getLogger(name).addFilter(_SAFE_URLS)
     reader = PeriodicExportingMetricReader(
-        OTLPMetricExporter(
-            endpoint=url, headers=dict(target.headers), timeout=settings.export_timeout_s
-        ),
+        _exporter(url, dict(target.headers), settings.export_timeout_s),
         export_interval_millis=10_000,
     )
     provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)

@@ -197,6 +197,8 @@ class OTLPReceiver:
     requests: list[Request] = field(default_factory=list)
     # Chooses each answer from the decoded spans of the request: (status, extra headers).
     responder: Callable[[list[ReceivedSpan]], tuple[int, dict[str, str]]] | None = None
+    # The answers to /v1/metrics, in order, the last one repeated (empty: ``status``).
+    metrics_statuses: tuple[int, ...] = ()
     changed: threading.Condition = field(default_factory=threading.Condition)
     release: threading.Event = field(default_factory=threading.Event)
 
@@ -250,6 +252,10 @@ def otlp_receiver(
                 status = 404
             if receiver.responder is not None and body and is_traces:
                 status, extra = receiver.responder(decode(body))
+            if receiver.metrics_statuses and path.endswith("/v1/metrics"):
+                with receiver.changed:
+                    seen = len([q for q in receiver.requests if q.path.endswith("/v1/metrics")])
+                status = receiver.metrics_statuses[min(seen, len(receiver.metrics_statuses) - 1)]
             spans = decode(body) if status == 200 and body and is_traces else []
             with receiver.changed:
                 receiver.requests.append(
