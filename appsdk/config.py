@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from appsdk.spool import Destination
 
 __all__ = [
+    "FEEDBACK_KEY_MIN_CHARS",
     "KNOWN_SAMPLERS",
     "ExporterSpec",
     "Settings",
@@ -58,6 +59,8 @@ KNOWN_SAMPLERS = (
 )
 
 DEFAULT_LANGFUSE_BASE_URL = "https://cloud.langfuse.com"
+FEEDBACK_KEY_MIN_CHARS = 16
+"""The shortest key feedback tokens may be signed with (``feedback_secret``)."""
 
 # Upper bound of every timeout and delay: a larger one is a typo (ms for s), and beyond
 # threading.TIMEOUT_MAX a wait raises OverflowError, at exit of all places.
@@ -148,6 +151,12 @@ class Settings(BaseModel):
         default=True, validation_alias=AliasChoices("LANGFUSE_TRACING_ENABLED")
     )
     """``false``: tracing is off, as in langfuse (decorated code runs untraced)."""
+    instrument_threads: bool = Field(
+        default=True, validation_alias=AliasChoices("APPSDK_INSTRUMENT_THREADS")
+    )
+    """Executor and thread hand-offs (``loop.run_in_executor``, ``ThreadPoolExecutor.submit``,
+    ``threading.Thread``) stay in the caller's trace: OpenTelemetry's threading
+    instrumentation, installed once per process by ``configure()``. ``false``: not installed."""
     metrics: bool = Field(default=True, validation_alias=AliasChoices("APPSDK_METRICS"))
     """Export the llm-d client's GenAI metrics to the OTLP endpoint when the app has no
     MeterProvider of its own."""
@@ -219,7 +228,7 @@ class Settings(BaseModel):
     """The local prompt folder ``get_prompt`` reads when Langfuse is not configured."""
     feedback_secret: SecretStr | None = _env("APPSDK_FEEDBACK_SECRET")
     """Keys feedback tokens are signed with: comma-separated, newest last (it signs, all of
-    them verify), at least 16 characters each."""
+    them verify), at least 16 characters each (:data:`FEEDBACK_KEY_MIN_CHARS`)."""
     feedback_outbox: Path = Field(
         default=Path(".appsdk/feedback.db"), validation_alias=AliasChoices("APPSDK_FEEDBACK_OUTBOX")
     )
@@ -310,6 +319,12 @@ class Settings(BaseModel):
     @property
     def local_store_enabled(self) -> bool:
         return any(spec.kind == "local" for spec in self.exporters)
+
+    @property
+    def feedback_keys(self) -> list[str]:
+        """The keys of ``feedback_secret``, newest last; empty when it is unset."""
+        raw = self.feedback_secret.get_secret_value() if self.feedback_secret else ""
+        return [key.strip() for key in raw.split(",") if key.strip()]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -585,6 +600,7 @@ def _fix_for(field: str) -> str:
         "schedule_delay_ms": "give milliseconds from 0 to 86400000 (a day), e.g. 1000",
         "otlp_compression": "use gzip or none",
         "observe_io_capture": "use true or false",
+        "instrument_threads": "use true or false",
     }
     return fixes.get(field, "correct or unset the value")
 

@@ -14,6 +14,7 @@ import httpx
 
 from appsdk.config import Settings, load_settings
 from appsdk.errors import ConfigError, safe_url
+from appsdk.runtime import preflight
 
 __all__ = ["Check", "run_checks"]
 
@@ -29,22 +30,29 @@ def run_checks(settings: Settings | None = None, timeout_s: float = 5.0) -> list
     """Run every check; never raises, never prints a secret.
 
     A configuration ``load_settings`` rejects is one failed check, the ConfigError's own
-    line (variable, problem, fix): nothing is contacted with it.
+    line (variable, problem, fix): nothing is contacted with it. Then each problem of what
+    the settings name (files, folders, keys: :func:`appsdk.runtime.preflight`, which
+    ``configure()`` runs too) is a failed check with the message ``configure()`` raises.
     """
     if settings is None:
         try:
             settings = load_settings()
         except ConfigError as exc:
             return [Check("configuration", False, str(exc))]
-    checks = [Check("configuration", True, "settings are valid")]
+    # What configure() checks of the files, folders and keys the settings name, each
+    # failure as configure() would raise it.
+    problems = preflight(settings).problems
+    checks = [Check("configuration", False, str(exc)) for exc in problems.values()]
+    if not checks:
+        checks.append(Check("configuration", True, "settings are valid"))
     for spec in settings.exporters:
         if spec.kind == "langfuse":
             checks.append(_check_langfuse(settings, timeout_s))
         elif spec.kind == "otlp" and spec.url is not None:
             checks.append(_check_otlp(spec.url, spec.headers, timeout_s))
-        else:
+        elif "store_path" not in problems:
             checks.append(Check("local store", True, f"traces go to {settings.store_path}"))
-    if len(checks) == 1:
+    if not settings.exporters:
         checks.append(
             Check(
                 "destinations",

@@ -136,13 +136,25 @@ class PriceTable(BaseModel):
         Raises:
             ConfigError: the file is missing or not a valid price table.
         """
-        global _loaded
         from appsdk.config import settings_in_force
 
         settings = settings_in_force("prices")
         loaded = _loaded
         if loaded is not None and loaded[0] is settings:
             return loaded[1]
+        return cls.load_for(settings)
+
+    @classmethod
+    def load_for(cls, settings: Settings) -> PriceTable | None:
+        """Load the table ``settings`` name (``prices``), or None, and keep it as theirs.
+
+        ``configure()`` calls it, so a missing or bad file fails there, not at the first
+        client call; :meth:`in_force` then returns this table under those settings.
+
+        Raises:
+            ConfigError: the file is missing or not a valid price table.
+        """
+        global _loaded
         table = cls.from_file(settings.prices) if settings.prices is not None else None
         _loaded = (settings, table)
         return table

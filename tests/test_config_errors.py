@@ -4,6 +4,10 @@ a retry loop against a request that can never be sent, and never an echoed secre
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,6 +15,7 @@ from hypothesis import strategies as st
 import appsdk
 from appsdk import ConfigError
 from appsdk.config import load_settings, parse_headers
+from appsdk.runtime import preflight
 
 SECRET = "planted-secret-42"
 
@@ -212,3 +217,215 @@ def test_any_timeout_is_accepted_within_a_day_or_a_config_error(value: float) ->
         assert "shutdown_timeout_s" in error.field
         return
     assert 0 < timeout <= 86400
+
+
+# -- what the settings name: files, folders, keys (appsdk.runtime.preflight) ---------------------
+
+_STORE_FIX = (
+    "point it at a file in a folder this process can write, "
+    "or set APPSDK_LOCAL_STORE=never to keep no local traces"
+)
+_SPOOL_FIX = (
+    "point it at a file in a folder this process can write, "
+    "or set APPSDK_SPOOL=false to drop what a backend cannot take"
+)
+_KEY_FIX = (
+    "use random keys of at least 16 characters, comma-separated, newest last "
+    "(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+)
+_PROMPTS_FIX = (
+    "point it at the folder of your prompt files (<name>.json), or unset it to read ./prompts"
+)
+
+
+def _configure_rejects(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    before = appsdk.runtime.current()
+    with pytest.raises(ConfigError) as caught:
+        appsdk.configure()
+    assert appsdk.runtime.current() is before  # nothing was installed
+    return str(caught.value)
+
+
+def test_a_store_folder_that_cannot_be_created_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "blocker").write_text("a file where the folder should be")
+    message = _configure_rejects(monkeypatch, APPSDK_STORE_PATH=str(tmp_path / "blocker/t.db"))
+    assert message == (
+        f"APPSDK_STORE_PATH / store_path: cannot create the folder {tmp_path}/blocker: "
+        f"a file of that name is in the way. Fix: {_STORE_FIX}"
+    )
+    message = _configure_rejects(monkeypatch, APPSDK_STORE_PATH=str(tmp_path / "blocker/a/t.db"))
+    assert message == (
+        f"APPSDK_STORE_PATH / store_path: cannot create the folder {tmp_path}/blocker/a "
+        f"(Not a directory). Fix: {_STORE_FIX}"
+    )
+
+
+@pytest.mark.skipif(
+    sys.platform == "win32" or os.geteuid() == 0, reason="root writes in any folder"
+)
+def test_a_store_folder_that_cannot_be_written_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    message = _configure_rejects(monkeypatch, APPSDK_STORE_PATH=str(locked / "traces.db"))
+    assert message == (
+        f"APPSDK_STORE_PATH / store_path: cannot write in the folder {locked} "
+        f"(Permission denied). Fix: {_STORE_FIX}"
+    )
+
+
+def test_a_store_path_that_is_a_folder_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    message = _configure_rejects(monkeypatch, APPSDK_STORE_PATH=str(tmp_path))
+    assert message == (
+        f"APPSDK_STORE_PATH / store_path: {tmp_path} is a folder, not a file. "
+        f"Fix: give the path of a file, e.g. {tmp_path}/traces.db"
+    )
+
+
+def test_the_store_folder_is_made_private_and_left_empty(tmp_path: Path) -> None:
+    store = tmp_path / "new" / "deeper" / "traces.db"
+    appsdk.configure(store_path=store)
+    # The folder as appsdk.sqlite makes it; the database itself is created (0600) on first use.
+    assert list(store.parent.iterdir()) == []
+    if sys.platform != "win32":
+        assert store.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_spool_folder_that_cannot_be_created_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "blocker").write_text("")
+    message = _configure_rejects(
+        monkeypatch,
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
+        APPSDK_SPOOL_PATH=str(tmp_path / "blocker/spool.db"),
+    )
+    assert message == (
+        f"APPSDK_SPOOL_PATH / spool_path: cannot create the folder {tmp_path}/blocker: "
+        f"a file of that name is in the way. Fix: {_SPOOL_FIX}"
+    )
+
+
+def test_a_feedback_outbox_folder_that_cannot_be_created_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("")
+    settings_ = load_settings(
+        langfuse_public_key="pk-lf-test",
+        langfuse_secret_key="sk-lf-test",
+        spool=False,
+        feedback_outbox=tmp_path / "blocker" / "feedback.db",
+    )
+    (problem,) = preflight(settings_).problems.values()
+    assert str(problem) == (
+        f"APPSDK_FEEDBACK_OUTBOX / feedback_outbox: cannot create the folder {tmp_path}/blocker: "
+        "a file of that name is in the way. "
+        "Fix: point it at a file in a folder this process can write"
+    )
+
+
+def test_only_the_folders_in_use_are_checked(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("")
+    blocked = tmp_path / "blocker" / "x.db"
+    langfuse = {"langfuse_public_key": "pk-lf-test", "langfuse_secret_key": "sk-lf-test"}
+    unused = [
+        # The local store, with a backend configured (auto) or turned off.
+        {"store_path": blocked, "otlp_endpoint": "http://127.0.0.1:9", "spool": False},
+        {"store_path": blocked, "local_store": "never"},
+        # The spool, turned off or with no backend to spool for.
+        {"spool_path": blocked, "otlp_endpoint": "http://127.0.0.1:9", "spool": False},
+        {"spool_path": blocked, "local_store": "never"},
+        # The outbox without Langfuse; the prompts folder with Langfuse (prompts come from it).
+        {"feedback_outbox": blocked, "local_store": "never"},
+        {"prompts_dir": tmp_path / "missing", **langfuse, "spool": False},
+        # Nothing is exported or stored when tracing is off.
+        {"store_path": blocked, "tracing_enabled": False},
+    ]
+    for options in unused:
+        assert preflight(load_settings(**options)).problems == {}, options
+
+
+def test_a_missing_price_table_is_rejected_at_configure(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    message = _configure_rejects(monkeypatch, APPSDK_PRICES=str(tmp_path / "prices.json"))
+    assert message == (
+        f"APPSDK_PRICES: cannot read {tmp_path}/prices.json: No such file or directory. "
+        "Fix: point it at a JSON or TOML price table"
+    )
+
+
+def test_a_price_table_that_does_not_parse_is_rejected_at_configure(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "prices.json").write_text("{not json")
+    message = _configure_rejects(monkeypatch, APPSDK_PRICES=str(tmp_path / "prices.json"))
+    assert message == (
+        f"APPSDK_PRICES: {tmp_path}/prices.json is not a valid price table: Expecting property "
+        "name enclosed in double quotes: line 1 column 2 (char 1). "
+        "Fix: see docs/prompts-and-cost.md for the format"
+    )
+
+
+def test_the_price_table_is_loaded_once_at_configure(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.json"
+    prices.write_text('{"prices": [{"model": "m", "input": "1", "output": "2"}]}')
+    appsdk.configure(prices=prices)
+    prices.unlink()  # the clients read the table configure() loaded, not the file
+    table = appsdk.PriceTable.in_force()
+    assert table is not None and table.price_for("m") is not None
+
+
+def test_a_missing_prompts_folder_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    message = _configure_rejects(monkeypatch, APPSDK_PROMPTS_DIR="my-prompts")
+    assert message == (
+        f"APPSDK_PROMPTS_DIR / prompts_dir: {tmp_path}/my-prompts does not exist. "
+        f"Fix: {_PROMPTS_FIX}"
+    )
+    (tmp_path / "a-file").write_text("")
+    message = _configure_rejects(monkeypatch, APPSDK_PROMPTS_DIR="a-file")
+    assert message == (
+        f"APPSDK_PROMPTS_DIR / prompts_dir: {tmp_path}/a-file is not a folder. Fix: {_PROMPTS_FIX}"
+    )
+    # The default folder need not exist: get_prompt says so when it is asked for a prompt.
+    (tmp_path / "my-prompts").mkdir()
+    monkeypatch.setenv("APPSDK_PROMPTS_DIR", "my-prompts")
+    appsdk.configure()
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        ("short-secret", "key 1 of 1 is shorter than 16 characters (keys are never shown)"),
+        (
+            f"{'n' * 32}, old-key-1,{'m' * 16},old2",
+            "keys 2, 4 of 4 are shorter than 16 characters (keys are never shown)",
+        ),
+        (" , ,", "holds no key, only commas"),
+    ],
+)
+def test_a_feedback_secret_too_short_to_use_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, secret: str, problem: str
+) -> None:
+    message = _configure_rejects(monkeypatch, APPSDK_FEEDBACK_SECRET=secret)
+    assert message == f"APPSDK_FEEDBACK_SECRET / feedback_secret: {problem}. Fix: {_KEY_FIX}"
+    assert "old-key" not in message and "short-secret" not in message
+
+
+def test_the_token_code_and_configure_agree_on_the_shortest_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from appsdk.feedback.tokens import check_secret
+
+    check_secret("k" * 16)
+    appsdk.configure(feedback_secret="k" * 16)
+    with pytest.raises(ConfigError):
+        check_secret("k" * 15)
+    _configure_rejects(monkeypatch, APPSDK_FEEDBACK_SECRET="k" * 15)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -164,3 +167,119 @@ def test_start_observation_without_configure_is_a_harmless_noop() -> None:
     with appsdk.start_observation("nothing", as_type="generation") as obs:
         obs.update(output="x", usage={"input": 1})
     assert appsdk.get_current_trace_id() is None
+
+
+async def test_executor_and_thread_hand_offs_stay_in_the_trace(captured: SpanCapture) -> None:
+    """After configure(), the three usual hand-offs to a thread continue the caller's trace
+    (OpenTelemetry's threading instrumentation): no helper, no wrapper in user code."""
+
+    @appsdk.observe(as_type="tool")
+    def work(kind: str) -> str:
+        with appsdk.start_observation(f"inside {kind}"):
+            return kind
+
+    @appsdk.observe(as_type="agent")
+    async def agent() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, work, "run_in_executor")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            pool.submit(work, "submit").result()
+        thread = threading.Thread(target=work, args=("thread",))
+        thread.start()
+        thread.join()
+
+    await agent()
+    root = captured.by_name("agent")
+    assert root.parent_id is None
+    works = {o.output: o for o in captured.observations() if o.name == "work"}
+    assert sorted(works) == ["run_in_executor", "submit", "thread"]
+    for kind, tool in works.items():
+        inside = captured.by_name(f"inside {kind}")
+        assert (tool.trace_id, tool.parent_id) == (root.trace_id, root.id), kind
+        assert (inside.trace_id, inside.parent_id) == (root.trace_id, tool.id), kind
+    assert len(captured.observations()) == 7
+
+
+def test_work_submitted_outside_any_observation_starts_its_own_trace(
+    captured: SpanCapture,
+) -> None:
+    """Each task runs in its submitter's context, not in that of the span that happened to
+    start the pool's worker thread."""
+
+    @appsdk.observe()
+    def work(name: str) -> str:
+        return name
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+
+        @appsdk.observe()
+        def first() -> None:
+            pool.submit(work, "inside").result()  # starts the worker thread in this span
+
+        first()
+        pool.submit(work, "outside").result()
+    works = {o.output: o for o in captured.observations() if o.name == "work"}
+    assert works["inside"].parent_id == captured.by_name("first").id
+    assert works["outside"].parent_id is None
+    assert works["outside"].trace_id != works["inside"].trace_id
+
+
+def test_the_threads_switch_turns_the_instrumentation_off() -> None:
+    @appsdk.observe()
+    def work() -> None:
+        pass
+
+    @appsdk.observe()
+    def hand_off() -> None:
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+
+    with capture_spans(instrument_threads=False) as off:
+        hand_off()
+    assert off.by_name("work").parent_id is None  # a new trace, as without appsdk
+    assert off.by_name("work").trace_id != off.by_name("hand_off").trace_id
+    with capture_spans() as on:  # the default turns it back on
+        hand_off()
+    assert on.by_name("work").parent_id == on.by_name("hand_off").id
+
+
+def test_trace_attributes_reach_threads_only_through_the_context_helpers(
+    captured: SpanCapture,
+) -> None:
+    """The instrumentation carries OpenTelemetry's context (the trace, the parent); the
+    helpers carry every context variable, ``trace_attributes`` and ``use_prompt`` too."""
+
+    @appsdk.observe()
+    def work(via: str) -> None:
+        pass
+
+    @appsdk.observe()
+    def parent() -> None:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(work, "plain").result()
+        with appsdk.ContextThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(work, "helper").result()
+
+    with appsdk.trace_attributes(user_id="u-7"):
+        parent()
+    root = captured.by_name("parent")
+    works = {o.input["args"][0]: o for o in captured.observations() if o.name == "work"}
+    assert {o.parent_id for o in works.values()} == {root.id}
+    assert root.attributes["user.id"] == works["helper"].attributes["user.id"] == "u-7"
+    assert "user.id" not in works["plain"].attributes
+
+
+def test_the_instrumentation_is_loaded_by_configure_not_by_import() -> None:
+    code = (
+        "import sys, appsdk\n"
+        "name = 'opentelemetry.instrumentation.threading'\n"
+        "print(name in sys.modules)\n"
+        "appsdk.configure(local_store='never', instrument_threads=False)\n"
+        "print(name in sys.modules)\n"
+        "appsdk.configure(local_store='never')\n"
+        "from opentelemetry.instrumentation.threading import ThreadingInstrumentor\n"
+        "print(ThreadingInstrumentor().is_instrumented_by_opentelemetry)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False", "True"], out.stderr

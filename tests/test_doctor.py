@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
+import appsdk
+from appsdk import ConfigError
 from appsdk.cli import app as cli
 from tests.langfuse_stub import langfuse_stub
 from tests.servers import otlp_receiver
@@ -85,3 +89,62 @@ def test_doctor_says_when_https_meets_a_plain_http_port(monkeypatch: pytest.Monk
         code, out = _doctor(monkeypatch, OTEL_EXPORTER_OTLP_ENDPOINT=tls_url)
     assert code == 1
     assert "TLS handshake failed" in out and "write http://, not https://" in out
+
+
+def test_doctor_reports_each_problem_configure_would_raise_with_its_message(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Files, folders and keys the settings name: one FAIL line each, worded as configure()
+    raises it (the checks are one function, appsdk.runtime.preflight)."""
+    (tmp_path / "blocker").write_text("")
+    bad = {  # in the order they are checked
+        "APPSDK_PRICES": str(tmp_path / "prices.json"),
+        "APPSDK_PROMPTS_DIR": str(tmp_path / "no-prompts"),
+        "APPSDK_FEEDBACK_SECRET": "planted-short",
+        "APPSDK_STORE_PATH": str(tmp_path / "blocker" / "traces.db"),
+        "APPSDK_SAMPLING": str(tmp_path / "sampling.json"),
+    }
+    raised = {}
+    for variable, value in bad.items():
+        with monkeypatch.context() as patch:
+            patch.setenv(variable, value)
+            with pytest.raises(ConfigError) as caught:
+                appsdk.configure()
+        raised[variable] = str(caught.value)
+    code, out = _doctor(monkeypatch, **bad)
+    assert code == 1
+    assert out.splitlines() == [f"FAIL  configuration: {raised[v]}" for v in bad], out
+    assert "planted-short" not in out
+
+
+def test_doctor_fails_an_unusable_spool_beside_a_reachable_collector(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "blocker").write_text("")
+    with otlp_receiver() as receiver:
+        code, out = _doctor(
+            monkeypatch,
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+            APPSDK_SPOOL_PATH=str(tmp_path / "blocker" / "spool.db"),
+        )
+    assert code == 1
+    assert out.splitlines() == [
+        f"FAIL  configuration: APPSDK_SPOOL_PATH / spool_path: cannot create the folder "
+        f"{tmp_path}/blocker: a file of that name is in the way. Fix: point it at a file in a "
+        "folder this process can write, or set APPSDK_SPOOL=false to drop what a backend "
+        "cannot take",
+        f"ok  otlp {receiver.url}/v1/traces: accepts OTLP/HTTP",
+    ]
+
+
+def test_doctor_says_ok_for_a_usable_local_store(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    prices = tmp_path / "prices.json"
+    prices.write_text('{"prices": []}')
+    code, out = _doctor(monkeypatch, APPSDK_PRICES=str(prices), APPSDK_FEEDBACK_SECRET="k" * 16)
+    assert code == 0, out
+    assert out.splitlines() == [
+        "ok  configuration: settings are valid",
+        "ok  local store: traces go to .appsdk/traces.db",
+    ]

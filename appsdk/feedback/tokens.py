@@ -18,7 +18,7 @@ from typing import Any
 from itsdangerous import BadData, BadSignature, URLSafeSerializer
 from itsdangerous.encoding import base64_decode, base64_encode
 
-from appsdk.config import settings_in_force
+from appsdk.config import FEEDBACK_KEY_MIN_CHARS, settings_in_force
 from appsdk.errors import AppSDKError, ConfigError
 from appsdk.feedback.model import check_ids
 
@@ -72,15 +72,13 @@ class FeedbackGrant:
 
 def _keys(secret: str | list[str] | None) -> list[str]:
     if secret is None:
-        configured = settings_in_force("feedback_secret").feedback_secret
-        raw = configured.get_secret_value() if configured is not None else ""
-        keys = [k.strip() for k in raw.split(",") if k.strip()]
+        keys = settings_in_force("feedback_secret").feedback_keys
     else:
         keys = [secret] if isinstance(secret, str) else list(secret)
-    if not keys or any(len(k) < 16 for k in keys):
+    if not keys or any(len(k) < FEEDBACK_KEY_MIN_CHARS for k in keys):
         raise ConfigError(
             "APPSDK_FEEDBACK_SECRET",
-            "is not set, or a key is shorter than 16 characters",
+            f"is not set, or a key is shorter than {FEEDBACK_KEY_MIN_CHARS} characters",
             "set it to one or more random keys, comma-separated, newest last "
             "(python -c 'import secrets; print(secrets.token_urlsafe(32))')",
         )
