@@ -127,27 +127,79 @@ def _store_path(db: Path | None) -> Path:
         raise _fail(str(exc)) from None
 
 
+def _cell(value: str | None) -> Text:
+    # A Text, not a str: a str cell would be read as rich markup.
+    return Text(printable(value)) if value is not None else Text("-", style="dim")
+
+
 @traces_app.command("list")
-def traces_list(db: StoreOption = None, limit: int = 20) -> None:
-    """List the most recent traces."""
+def traces_list(
+    db: StoreOption = None,
+    limit: Annotated[int, typer.Option(min=1, help="Traces listed, the latest first.")] = 20,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            help="Only traces of this user id (as recorded: a pseudonym if pseudonymized)."
+        ),
+    ] = None,
+    session: Annotated[str | None, typer.Option(help="Only traces of this session id.")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Only traces of this trace name or root span name.")
+    ] = None,
+    errors: Annotated[
+        bool, typer.Option("--errors", help="Only traces with a span at level ERROR or failed.")
+    ] = False,
+    show_all: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Also the requests to appsdk's feedback endpoint (POST .../feedback)."
+        ),
+    ] = False,
+) -> None:
+    """List the most recent traces: name, user, session, when, how long, errors."""
+    from appsdk.store.db import TraceFilter
+
     path = _store_path(db)
+    where = TraceFilter(
+        user_id=user,
+        session_id=session,
+        name=name,
+        errors=errors,
+        hide_feedback_requests=not show_all,
+    )
     try:
         with _reading(path, *_STORE):
-            summaries = _open_store(path).list_traces(limit)
+            store = _open_store(path)
+            summaries = store.list_traces(limit, where=where)
+            hidden = 0 if show_all else store.count_feedback_requests(where)
     except AppSDKError as exc:  # no store there: the message says what to run
         raise _fail(str(exc)) from None
-    table = Table("name", "started", "duration", "spans")
+    table = Table("name", "user", "session", "started", "duration", "spans", "status")
     table.add_column("trace id", no_wrap=True)
     for s in summaries:
         started = datetime.fromtimestamp(s.start_ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(
-            Text(printable(s.name)),  # a str cell would be read as rich markup
+            _cell(s.name),
+            _cell(s.user_id),
+            _cell(s.session_id),
             started,
             f"{(s.end_ns - s.start_ns) / 1e6:.1f}ms",
             str(s.span_count),
+            Text("ERROR", style="bold red") if s.error else Text("ok", style="green"),
             Text(printable(s.trace_id)),
         )
-    Console(width=140).print(table)
+    console = Console(width=160)
+    console.print(table)
+    if not summaries and (user, session, name, errors) != (None, None, None, False):
+        console.print(Text("No trace matches these filters."))
+    if hidden:
+        console.print(
+            Text(
+                f"{hidden} request{'s' if hidden != 1 else ''} to appsdk's feedback endpoint "
+                "not listed (--all lists them).",
+                style="dim",
+            )
+        )
 
 
 @traces_app.command("show")

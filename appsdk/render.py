@@ -21,7 +21,16 @@ from rich.tree import Tree
 from appsdk import semconv
 from appsdk.store.db import ScoreRecord, SpanRecord
 
-__all__ = ["DEFAULT_DEPTH", "MAX_DEPTH", "decoded", "printable", "trace_tree", "tree_width"]
+__all__ = [
+    "DEFAULT_DEPTH",
+    "MAX_DEPTH",
+    "TraceFacts",
+    "decoded",
+    "printable",
+    "trace_facts",
+    "trace_tree",
+    "tree_width",
+]
 
 # C0 (newline and tab included: a label is one line), DEL and C1 (0x9b is a one-byte CSI),
 # plus the bidirectional overrides and line separators that reorder or break what is shown.
@@ -56,6 +65,60 @@ def decoded(value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class TraceFacts:
+    """What the spans of a trace say of the whole trace: the trace name and what people filter
+    by (user, session, tags). A value set on several spans counts once; values that differ
+    (two users in one trace) are all kept, in the order their spans started."""
+
+    name: str | None = None
+    user_ids: tuple[str, ...] = ()
+    session_ids: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+_FACT_KEYS = (semconv.LF_TRACE_NAME, semconv.USER_ID, semconv.SESSION_ID, semconv.LF_TRACE_TAGS)
+
+
+def trace_facts(spans: list[SpanRecord]) -> TraceFacts:
+    """The :class:`TraceFacts` of the trace made of ``spans``.
+
+    Example:
+        >>> trace_facts([]).user_ids
+        ()
+    """
+    found: dict[str, dict[str, None]] = {key: {} for key in _FACT_KEYS}
+    for span in sorted(spans, key=lambda s: s.start_ns):
+        for key in _FACT_KEYS:
+            value = span.attributes.get(key)
+            values = decoded(value) if key == semconv.LF_TRACE_TAGS else value
+            for text in values if isinstance(values, list) else [values]:
+                if text is not None and text != "":
+                    found[key][str(text)] = None
+    names = tuple(found[semconv.LF_TRACE_NAME])
+    return TraceFacts(
+        name=names[0] if names else None,
+        user_ids=tuple(found[semconv.USER_ID]),
+        session_ids=tuple(found[semconv.SESSION_ID]),
+        tags=tuple(found[semconv.LF_TRACE_TAGS]),
+    )
+
+
+def _header(trace_id: str, facts: TraceFacts) -> Text:
+    """``trace <id>  name ...  user ...  session ...  tags ...``: the tree's first line."""
+    text = Text(f"trace {printable(trace_id)}", style="bold magenta")
+    for label, values in (
+        ("name", (facts.name,) if facts.name else ()),
+        ("user", facts.user_ids),
+        ("session", facts.session_ids),
+        ("tags", facts.tags),
+    ):
+        if values:
+            text.append(f"  {label} ", style="dim")
+            text.append(", ".join(printable(value) for value in values), style="bold")
+    return text
 
 
 def _observation_type(span: SpanRecord) -> str:
@@ -232,7 +295,8 @@ def trace_tree(
     *,
     max_depth: int = DEFAULT_DEPTH,
 ) -> Tree:
-    """A rich Tree of one trace: spans nested by parent, scores at the end.
+    """A rich Tree of one trace: a header with its name, user, session and tags, spans nested
+    by parent, scores at the end.
 
     Args:
         max_depth: levels of spans shown (at most :data:`MAX_DEPTH`); where a span has
@@ -240,7 +304,7 @@ def trace_tree(
     """
     depth = max(1, min(max_depth, MAX_DEPTH))
     forest = _forest(spans)
-    root = Tree(Text(f"trace {printable(trace_id)}", style="bold magenta"))
+    root = Tree(_header(trace_id, trace_facts(spans)))
     shown: set[str] = set()
     stack: list[tuple[Tree, SpanRecord, int]] = [(root, s, 1) for s in reversed(forest.roots)]
     while stack:

@@ -334,3 +334,311 @@ def test_a_garbage_spool_in_a_real_process_prints_one_line(tmp_path: Path) -> No
         lines = run.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), run.stderr
         assert arguments[1] in lines[0]
+
+
+# What people filter by: user, session, tags and scores are shown; `traces list` filters by
+# them; the requests to appsdk's own feedback endpoint are left out unless --all.
+
+SECRET = "feedback-secret-" + "s" * 16
+HEX_ID = re.compile(r"\b[0-9a-f]{32}\b")
+
+
+def _invoke(store: Path, *arguments: str) -> str:
+    result = CliRunner().invoke(cli, [*arguments, "--db", str(store)])
+    assert result.exit_code == 0, result.output
+    assert not CONTROL.findall(result.output)
+    return result.output
+
+
+def _listed(store: Path, *options: str) -> set[str]:
+    return set(HEX_ID.findall(_invoke(store, "traces", "list", *options)))
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """Traces as an application records them, then a rating through the feedback endpoint
+    mounted in its FastAPI app (FastAPI records that request as a trace of its own)."""
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("recorded")
+    run = subprocess.run(
+        [sys.executable, "-c", _RECORD],
+        cwd=folder,
+        env=clean_env(APPSDK_METRICS="false", APPSDK_FEEDBACK_SECRET=SECRET),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    ids = dict(line.split("=", 1) for line in run.stdout.split())
+    return folder / ".appsdk" / "traces.db", ids
+
+
+# In a process of its own: FastAPI's tracing binds to the first provider it sees.
+_RECORD = """
+import httpx
+from fastapi import FastAPI
+
+import appsdk
+from appsdk import sim
+from appsdk.feedback import default_client
+from appsdk.integrations import feedback_app
+
+appsdk.configure(service_name="shop")
+ids = {}
+with appsdk.trace_attributes(
+    user_id="ana", session_id="s-1", tags=["beta", "rag"], trace_name="support-chat"
+), appsdk.start_observation("answer", as_type="chain") as obs:
+    ids["ana"] = obs.trace_id
+try:
+    with appsdk.trace_attributes(user_id="bob", session_id="s-2"), appsdk.start_observation(
+        "lookup"
+    ) as obs:
+        ids["bob"] = obs.trace_id
+        raise ValueError("no such order")
+except ValueError:
+    pass
+with appsdk.start_observation("nightly-batch") as obs:
+    ids["batch"] = obs.trace_id
+
+api = FastAPI()
+
+@api.post("/support/feedback")
+def own_feedback() -> dict[str, str]:
+    # The application's own endpoint of that name does work of its own: it is listed.
+    with appsdk.start_observation("classify-feedback") as obs:
+        return {"trace": obs.trace_id}
+
+api.mount("/api", feedback_app())
+with sim.serving(api) as url:
+    ids["own"] = httpx.post(f"{url}/support/feedback").json()["trace"]
+    token = appsdk.issue_feedback_token(ids["ana"])
+    rated = httpx.post(
+        f"{url}/api/feedback", json={"token": token, "name": "helpful", "value": True}
+    )
+    assert rated.status_code == 202, rated.text
+default_client().flush(10)
+appsdk.shutdown()
+print(" ".join(f"{key}={value}" for key, value in ids.items()))
+"""
+
+
+def _feedback_requests(store: Path) -> set[str]:
+    traces = TraceStore(store)
+    try:
+        return {
+            t.trace_id
+            for t in traces.list_traces(100)
+            if [s.name for s in traces.spans(t.trace_id)] == ["POST /api/{path}"]
+        }
+    finally:
+        traces.close()
+
+
+def test_traces_show_prints_the_user_session_tags_and_scores(
+    recorded: tuple[Path, dict[str, str]],
+) -> None:
+    store, ids = recorded
+    header, *rest = _invoke(store, "traces", "show", ids["ana"]).splitlines()
+    assert header == (
+        f"trace {ids['ana']}  name support-chat  user ana  session s-1  tags beta, rag"
+    )
+    assert any("answer [chain]" in line for line in rest)
+    assert "score helpful = True (BOOLEAN)" in rest[-1]
+    header = _invoke(store, "traces", "show", ids["bob"]).splitlines()[0]
+    assert header == f"trace {ids['bob']}  user bob  session s-2"
+
+
+def test_traces_list_shows_user_and_session_and_leaves_out_feedback_requests(
+    recorded: tuple[Path, dict[str, str]],
+) -> None:
+    store, ids = recorded
+    (feedback,) = _feedback_requests(store)
+    output = _invoke(store, "traces", "list")
+    rows = {HEX_ID.findall(line)[0]: line for line in output.splitlines() if HEX_ID.search(line)}
+    assert set(rows) == {ids["ana"], ids["bob"], ids["batch"], ids["own"]}
+    assert re.search(r"│ support-chat\s+│ ana\s+│ s-1\s+│.*│ ok\s+│", rows[ids["ana"]])
+    assert re.search(r"│ lookup\s+│ bob\s+│ s-2\s+│.*│ ERROR\s+│", rows[ids["bob"]])
+    assert re.search(r"│ nightly-batch\s+│ -\s+│ -\s+│", rows[ids["batch"]])
+    assert "POST /support/feedback" in rows[ids["own"]]
+    assert "1 request to appsdk's feedback endpoint not listed (--all lists them)." in output
+    everything = _invoke(store, "traces", "list", "--all")
+    assert feedback in everything and "POST /api/{path}" in everything
+    assert "not listed" not in everything
+    # `show last` is the first line of the list: the latest trace that is not a rating.
+    assert _invoke(store, "traces", "show", "last").startswith(f"trace {ids['own']}")
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--user", "ana"], {"ana"}),
+        (["--user", "nobody"], set()),
+        (["--session", "s-2"], {"bob"}),
+        (["--name", "support-chat"], {"ana"}),  # the trace name
+        (["--name", "answer"], {"ana"}),  # its root span's name
+        (["--name", "lookup"], {"bob"}),
+        (["--name", "classify-feedback"], set()),  # a child span's name is no trace name
+        (["--name", "POST /support/feedback"], {"own"}),
+        (["--errors"], {"bob"}),
+        (["--errors", "--session", "s-2", "--user", "bob"], {"bob"}),
+        (["--errors", "--user", "ana"], set()),
+        (["--name", "POST /api/{path}"], set()),
+        (["--name", "POST /api/{path}", "--all"], {"feedback"}),
+        (["--limit", "2"], {"own", "batch"}),
+    ],
+)
+def test_traces_list_filters(
+    recorded: tuple[Path, dict[str, str]], options: list[str], expected: set[str]
+) -> None:
+    store, ids = recorded
+    ids = {**ids, "feedback": next(iter(_feedback_requests(store)))}
+    assert _listed(store, *options) == {ids[key] for key in expected}
+    if not expected:
+        assert "No trace matches these filters." in _invoke(store, "traces", "list", *options)
+
+
+def _http_span(trace: int, span: int, parent: int | None, name: str, **extra: Any) -> SpanRecord:
+    return SpanRecord(
+        span_id=f"{trace:08x}{span:08x}",
+        trace_id=f"{trace:032x}",
+        parent_span_id=f"{trace:08x}{parent:08x}" if parent is not None else None,
+        name=name,
+        kind=extra.pop("kind", "SERVER"),
+        start_ns=trace * 1_000_000 + span,
+        end_ns=trace * 1_000_000 + 500,
+        status_code="UNSET",
+        status_message=None,
+        scope=extra.pop("scope", "opentelemetry.instrumentation.asgi"),
+        service_name="shop",
+        attributes=extra,
+    )
+
+
+def test_feedback_requests_are_recognised_under_either_http_convention(tmp_path: Path) -> None:
+    """asgi-style spans (old conventions, the query in http.target, "http send" children),
+    the endpoint at the root of the app, a trailing slash: all hidden. A GET, another path,
+    or a request that did work of its own (a span of another instrumentation) are shown."""
+    old = {"http.method": "POST", "http.target": "/feedback?source=widget"}
+    store = TraceStore(tmp_path / "traces.db")
+    store.write_spans(
+        [
+            _http_span(1, 1, None, "POST /feedback", **old),
+            _http_span(1, 2, 1, "POST /feedback http send", kind="INTERNAL"),
+            _http_span(
+                2, 1, None, "POST", **{"http.request.method": "POST", "url.path": "/v1/feedback/"}
+            ),
+            _http_span(
+                3, 1, None, "GET /feedback", **{"http.method": "GET", "http.target": "/feedback"}
+            ),
+            _http_span(
+                4,
+                1,
+                None,
+                "POST /feedbacks",
+                **{"http.method": "POST", "http.target": "/feedbacks"},
+            ),
+            _http_span(5, 1, None, "POST /feedback", **old),
+            _http_span(
+                5, 2, 1, "SELECT", kind="CLIENT", scope="opentelemetry.instrumentation.sqlite3"
+            ),
+        ]
+    )
+    store.close()
+    shown = _listed(tmp_path / "traces.db")
+    assert shown == {f"{n:032x}" for n in (3, 4, 5)}
+    assert _listed(tmp_path / "traces.db", "--all") == {f"{n:032x}" for n in range(1, 6)}
+
+
+def test_a_store_of_an_older_appsdk_is_listed_and_filtered(tmp_path: Path) -> None:
+    """A file written before the filters' indexes existed gets them when it is opened."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(
+            """CREATE TABLE spans (span_id TEXT PRIMARY KEY, trace_id TEXT NOT NULL,
+                parent_span_id TEXT, name TEXT NOT NULL, kind TEXT NOT NULL,
+                start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL, status_code TEXT NOT NULL,
+                status_message TEXT, scope TEXT, service_name TEXT, attributes TEXT NOT NULL);
+            CREATE INDEX spans_by_trace ON spans (trace_id, start_ns);
+            CREATE INDEX spans_by_start ON spans (start_ns);"""
+        )
+        connection.executemany(
+            "INSERT INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    "a1",
+                    "a" * 32,
+                    None,
+                    "chat",
+                    "INTERNAL",
+                    1,
+                    9,
+                    "OK",
+                    None,
+                    "appsdk",
+                    "s",
+                    '{"user.id": "ana", "session.id": "s-1"}',
+                ),
+                ("b1", "b" * 32, None, "chat", "INTERNAL", 2, 9, "OK", None, "appsdk", "s", "{}"),
+                (
+                    "c1",
+                    "c" * 32,
+                    None,
+                    "chat",
+                    "INTERNAL",
+                    3,
+                    9,
+                    "OK",
+                    None,
+                    "appsdk",
+                    "s",
+                    "{not json",
+                ),
+            ],
+        )
+    connection.close()
+    assert _listed(path, "--user", "ana") == {"a" * 32}
+    assert _listed(path) == {"a" * 32, "b" * 32, "c" * 32}  # a damaged row is listed too
+
+
+def test_user_session_and_tags_are_printed_as_text(tmp_path: Path) -> None:
+    store = TraceStore(tmp_path / "traces.db")
+    now = time.time_ns()
+    store.write_spans(
+        [
+            SpanRecord(
+                span_id="cd" * 8,
+                trace_id=TRACE,
+                parent_span_id=None,
+                name="root",
+                kind="INTERNAL",
+                start_ns=now,
+                end_ns=now + 5,
+                status_code="OK",
+                status_message=None,
+                scope="appsdk",
+                service_name=None,
+                attributes={
+                    semconv.USER_ID: f"user {EVIL}",
+                    semconv.SESSION_ID: f"session {EVIL}",
+                    semconv.LF_TRACE_TAGS: [f"tag {EVIL}", "plain"],
+                    semconv.LF_TRACE_NAME: f"name {EVIL}",
+                },
+            )
+        ]
+    )
+    store.close()
+    path = tmp_path / "traces.db"
+    shown = CliRunner().invoke(cli, ["traces", "show", TRACE, "--db", str(path)]).output
+    _assert_inert(shown)
+    text = _unwrapped(shown)
+    for value in (f"name {EVIL}", f"user {EVIL}", f"session {EVIL}", f"tag {EVIL}"):
+        assert printable(value) in text
+    listed = CliRunner().invoke(cli, ["traces", "list", "--db", str(path)]).output
+    assert not CONTROL.findall(listed) and "\x1b" not in listed
+    # Long cells are cut (…): what is shown of each is escaped, and markup is text.
+    assert listed.count("\\x1b]0;pwned-title") == 3 and "[link=http://evil" in listed
+    # Filters take the values as recorded, control characters and all.
+    assert _listed(path, "--user", f"user {EVIL}") == {TRACE}

@@ -3,6 +3,7 @@ either drawn or counted in a visible marker, never silently cut."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -171,3 +172,31 @@ def _render(tree: Tree) -> str:
     with console.capture() as captured:
         console.print(tree)
     return captured.get()
+
+
+def _with(span: SpanRecord, **attributes: object) -> SpanRecord:
+    return dataclasses.replace(span, attributes=attributes)
+
+
+def test_the_header_names_the_trace_its_users_sessions_and_tags() -> None:
+    """Values set on many spans are shown once; different ones all, in the order their spans
+    started; tags as stored (a list) or JSON-encoded (as another SDK may write them)."""
+    trace = "f" * 32
+    spans = [
+        _with(_span(trace, 1, None, "root"), **{"user.id": "ana", "langfuse.trace.tags": ["a"]}),
+        _with(
+            _span(trace, 2, 1, "child"),
+            **{
+                "user.id": "ana",
+                "session.id": "s-1",
+                "langfuse.trace.name": "checkout",
+                "langfuse.trace.tags": '["b", "a"]',
+            },
+        ),
+        _with(_span(trace, 3, 1, "other"), **{"user.id": "bob", "langfuse.trace.tags": "c"}),
+    ]
+    facts = render.trace_facts(spans)
+    assert facts == render.TraceFacts("checkout", ("ana", "bob"), ("s-1",), ("a", "b", "c"))
+    header = _render(trace_tree(trace, spans, [])).splitlines()[0]
+    assert header == f"trace {trace}  name checkout  user ana, bob  session s-1  tags a, b, c"
+    assert _render(trace_tree(trace, _chain(trace, 2), [])).splitlines()[0] == f"trace {trace}"
