@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field
 from appsdk.errors import ConfigError
 from appsdk.recorder import SECRET_PLACEHOLDER, Walk
 from appsdk.redaction import Redactor
-from appsdk.serialization import count_render_error, unrenderable
+from appsdk.serialization import count_render_error, float_value, unrenderable
 
 if TYPE_CHECKING:
     from appsdk.config import Settings
@@ -322,6 +322,12 @@ class PolicyEngine:
     def string(self, text: str, redact: bool) -> str:
         """One text as recorded: redacted (when ``redact``) and cut to ``max_chars``."""
         return Walk(self, redact).text(text)
+
+    def large_float(self, value: float) -> float | str:
+        """A float of 13+ digits as recorded in the redacted mode: read as its digits."""
+        text = repr(value)
+        redacted = self.redactor.redact(text)
+        return float_value(value) if redacted == text else redacted
 
     def integer(self, value: int) -> int | str:
         """An int as recorded in the redacted mode: a long one may be a card or a phone."""

@@ -106,6 +106,8 @@ class Walk:
                 return self.text(safe)
             return self._engine.integer(value) if self._strings else value
         if kind is float:
+            if self._strings and (value >= 1e12 or value <= -1e12) and value != float("inf"):
+                return self._engine.large_float(value)  # a card or a phone passed as a float
             return float_value(value)
         if kind is dict:
             if depth >= MAX_DEPTH:

@@ -5,23 +5,27 @@ ordinary text and to stay linear on hostile text:
 
 * The detectors read bytes, one per character: ASCII text encodes with one copy; other text
   encodes with every non-ASCII character as ``?`` (no detector matches one), so an offset
-  found is an offset in the text. Zero-width characters (raw, or escaped as JSON writes them)
-  are dropped and look-alike hyphens read as ``-`` first (``sk<U+200B>-proj-...`` is still a
-  key); offsets are then mapped back, so a replacement covers what was written, and a text
-  holding no secret comes back as it was, byte for byte.
+  found is an offset in the text. What they read is rewritten first (``redaction_text``) so
+  that a secret cannot hide in how it is written: look-alikes read as ASCII, invisible
+  characters are dropped, JSON and percent escapes are decoded; offsets are mapped back, so a
+  replacement covers what was written, and a text holding no secret comes back as it was.
 * Each family of detectors is one pattern led by a single literal byte its matches contain
   (``-`` for ``sk-`` and PEM headers, ``_`` for ``ghp_``/``sk_live_``, ``@``, ``=`` ...), with
   what comes before that byte checked by a lookbehind. SRE finds a leading literal at memchr
   speed, where an alternation or a class costs a test per byte (the naive alternation of every
   detector scans 2-3 MB/s); a family whose byte is absent costs one ``in`` test.
+* ``name=value`` and ``name: value`` (a header, a YAML line, a JSON or repr item) whose name
+  is a secret's (``is_secret_key``) are found from their ``=`` or ``:``, by lookbehinds for how
+  such names end, cheapest first, since JSON holds a colon every 20 bytes; only a name that
+  ends so costs a Python call.
 * Digit-shaped secrets (cards, phones, SSNs, IPv4, IBAN) are matched in a copy of the text whose
   digits read ``0`` and letters ``a``/``A`` (one ``bytes.translate``), by one pattern led by the
   literal ``0``; only the checks a pattern cannot make (Luhn, octets, mod 97, epoch range) run
   in Python, on the few spans the pattern returns.
 * Unbounded repeats are possessive, and an attempt that fails does bounded work or consumes what
   it read, so no input makes a pattern backtrack over the same bytes again and again.
-* Base64 runs of 24+ characters are decoded and, when they decode to text, scanned again (one
-  level deep): the base64 of a key is the key.
+* Base64 runs of 24+ characters are decoded and, when they decode to text, scanned again
+  (three levels deep): the base64 of a key is the key.
 
 Identifiers are not secrets: hex ids, uuids, digests, versions and epoch timestamps pass
 untouched (a number glued to letters, to ``-`` after hex, or to dots is part of an id).
@@ -34,11 +38,12 @@ import hashlib
 import hmac
 import ipaddress
 import re
-from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
 from typing import Literal
+
+from appsdk.redaction_text import mapped, views
+from appsdk.serialization import count_render_error
 
 __all__ = ["BUILTIN_LABELS", "Finding", "Redactor", "is_secret_key", "luhn_ok"]
 
@@ -142,16 +147,72 @@ _LOCAL_PART_REVERSED = re.compile(rb"[A-Za-z0-9._%+-]{1,64}")
 # The whole run after "://" is consumed, so "://" repeated is one match, not one per repeat.
 _URL = re.compile(rb"://[^\s\"'<>]*+")
 _PORT_AND_PATH = re.compile(rb"[0-9]{1,5}[/?#,;]")
-# A colon between hex digits or colons, in a run with a second colon: maybe an IPv6 address.
-_IPV6 = re.compile(rb":(?<=[0-9A-Fa-f:]:)[0-9A-Fa-f.]*+:[0-9A-Fa-f:.]*+")
+# A colon between hex digits or colons, in a run with a "::" or a third colon: maybe an IPv6
+# address (not a time of day, 12:30:00, which would cost a Python call per timestamp).
+_IPV6 = (
+    rb"(?<=[0-9A-Fa-f:]:)(?P<ipv6>(?:(?<=::)[0-9A-Fa-f.]*+:"
+    rb"|[0-9A-Fa-f.]*+:(?:(?<=::)|[0-9A-Fa-f.]*+:))[0-9A-Fa-f:.]*+)"
+)
 _HEX_COLON_REVERSED = re.compile(rb"[0-9A-Fa-f:.]{0,46}")
-# ``name=value`` whose name ends like a secret's (token, key, password, sig ...): the value.
+# How secret names end (``is_secret_key``'s words), for the detectors led by "=" and ":" to
+# find a name by the bytes before them; a test checks each secret name of the tests ends so.
+_NAME_ENDINGS = (
+    b"key token pwd passwd password pass _pw phrase passcode pin_code pincode secret auth jwt sig"
+    b" authorization cookie credential credentials bearer signature sessionid sessid otp pin dsn"
+    b" conn_str connstr n_string nstring database_url db_url"
+).split()
+
+
+def _after_name(then: bytes) -> bytes:
+    """A lookbehind: a secret name's ending, then ``then``. Cheap tests first, as JSON has a
+    colon every 20 bytes: a byte class for each of the endings' last three bytes, then those
+    three bytes, then whole endings ("Pure:" ends like "signature:", but is not)."""
+    tails = sorted({ending[-3:] for ending in _NAME_ENDINGS})
+    classes = b"".join(
+        b"[%s]"
+        % bytes(sorted({c for tail in tails for c in tail[i : i + 1] + tail[i : i + 1].upper()}))
+        for i in range(3)
+    )
+    by_length: dict[int, list[bytes]] = {}
+    for ending in _NAME_ENDINGS:
+        by_length.setdefault(len(ending), []).append(ending)
+    endings = b"|".join(rb"(?<=(?i:%s)%s)" % (b"|".join(e), then) for e in by_length.values())
+    return rb"(?<=%s%s)(?<=(?i:%s)%s)(?:%s)" % (classes, then, b"|".join(tails), then, endings)
+
+
+# ``name=value`` whose name is a secret's: the value; also ``name = "value"`` and PHP's
+# ``'name' => 'value'`` when the value is quoted or a token ending its line (checked in Python;
+# a bounded lookahead first spares code's "token = tokenizer.encode(x)" a Python call).
 _ASSIGNMENT = re.compile(
-    rb"=(?<=(?i:key|ken|ord|pwd|swd|ret|ure|sig|ial|als|uth|ass|ase|kie|jwt|rer|ion)=)"
-    rb"(?=[^\s&#\"'<>\[\](){},;])"
+    rb"=(?:%s|(?:%s)(?=>?[ \t]{0,8}+(?:[\"']|[^\s\"'(){}\[\],;]{1,256}+(?![(\[]))))"
+    % (_after_name(b"="), b"|".join(_after_name(b + b"=") for b in (rb"[ \t\"']", rb"[\"'][ \t]")))
+)
+# Each colon, once: an IPv6 address, or after a secret's name a header or YAML line, a JSON or
+# repr item (``name: value``).
+_COLON = re.compile(
+    rb":(?:%s|%s)" % (_IPV6, b"|".join(_after_name(b + b":") for b in (b"", rb"[\"']")))
 )
 _NAME_REVERSED = re.compile(rb"[A-Za-z0-9_.-]{1,64}")
+_BLANK = re.compile(rb"[ \t]*+")
 _VALUE = re.compile(rb"[^\s&#\"'<>\[\](){},;]++")
+_QUOTED = {quote: re.compile(rb"(?:[^\r\n\\%c]|\\[^\r\n])*+" % quote) for quote in b"\"'"}
+# An unquoted field's value ends with its line (also a "\\n" escaped in JSON), and inside a
+# string (a header in JSON) at its quote, in a list or an object at "," ";" or a bracket.
+_TO_LINE_END = re.compile(rb"(?:[^\r\n\\]|\\[^nr\r\n])*+")
+_TO_STRING_END = re.compile(rb"(?:[^\r\n\\\"']|\\[^nr\r\n])*+")
+_TO_ITEM_END = re.compile(rb"(?:[^\r\n\\,;&\"'(){}\[\]]|\\[^nr\r\n])*+")
+_FIELD_STARTS = {
+    **dict.fromkeys((b"", b"\n", b"\r", b"-"), _TO_LINE_END),
+    **dict.fromkeys((b'"', b"'", b"\\n", b"\\r"), _TO_STRING_END),  # "...\\r\\nCookie: ..."
+    **dict.fromkeys((b"{", b"[", b"(", b",", b";", b"=", b"&"), _TO_ITEM_END),
+}
+# Not values: literals, and the types in code's annotations ("password: str", "token: string").
+_NOT_VALUES = frozenset(
+    b"null none true false undefined str bytes string int integer float number bool boolean any"
+    b" object dict list tuple secretstr".split()
+)
+_IDENTIFIER = re.compile(rb"[A-Za-z_][A-Za-z0-9_.]*+")
+_NOT_IDENTIFIER = re.compile(rb"(?![A-Za-z_])[^\s\"'(){}\[\],;]++")  # a quoted name's value
 
 # Digit-shaped secrets are matched in a copy of the text whose digits read "0" and letters
 # "a"/"A": one pattern led by the literal "0" finds them all.
@@ -177,8 +238,10 @@ _NUMERIC = re.compile(
     # 2024-06-01 or 10.0.0.1), and all but an IBAN go on for six more digits, separators or
     # brackets, the first a digit, a dotted quad or a group of two: prose's "2025" fails here.
     rb"0(?<!00)(?<!0[.\-]0)(?:(?=[0 .()_\-]{6})(?=0|\.0|[ .(\-]{1,2}00)(?:"
-    # Bare runs first: the most common in number-heavy text, and no other shape starts so.
-    rb"(?<![aA_.+]0)(?P<run>0{9,18}+)" + _TRAIL + rb"|"
+    # Bare runs first: the most common in number-heavy text, and no other shape starts so;
+    # then a card as a float writes it: 4111111111111111.0, 4.111111111111111e+15.
+    rb"(?<![aA_.+]0)(?:(?P<run>0{9,18}+)" + _TRAIL + rb"|"
+    rb"(?P<float>0{12,18}+\.0++|\.0{8,18}+[aA]\+?0{1,2})" + _TRAIL + rb")|"
     rb"(?<=(?<![0aA_])\+0)(?P<plus>[0 .\-()]{4,19}(?<=0))" + _TRAIL + rb"|"
     rb"(?<=(?<![0aA_])\(0)(?P<paren>0{0,4}\)[ .\-]?" + _PHONE_GROUPS + rb")" + _TRAIL + rb"|"
     # An SSN is shaped enough to be one even glued to a word (a uuid has no 2-digit group).
@@ -203,23 +266,15 @@ _BASE64_CLASSES = bytes.maketrans(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_", b"b" * 66
 )
 _BASE64_MIN = 24  # the shortest base64 that can hide a key: 18 bytes
+# Base64 inside base64 is decoded too, three levels deep: each level is 3/4 of the one before
+# (decoded once it is text), so all levels together cost less than 3 times the text.
+_BASE64_LEVELS = 3
 _BASE64_NEEDLE = b"b" * _BASE64_MIN
 _BASE64_RUN = re.compile(rb"b++")
 _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _PRINTABLE = bytes(range(0x20, 0x7F)) + b"\t\n\r"
 _UPPERCASE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _LOWERCASE = _UPPERCASE.lower()
-
-_HYPHEN_LOOKALIKES = "\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d"
-_ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
-_ZERO_WIDTH_CHAR = re.compile(f"[{_ZERO_WIDTH}]")
-# The same characters as JSON writes them (json.dumps escapes everything non-ASCII), since
-# span attributes often hold JSON: "sk-\\u200bproj-..." is the same key.
-_HIDDEN = re.compile(
-    f"[{_ZERO_WIDTH}]"
-    r"|\\u(?:200[bcdBCD]|2060|[fF][eE][fF][fF])"
-    r"|(?P<hyphen>\\u(?:201[0-4]|2212|[fF][eE]63|[fF][fF]0[dD]))"
-)
 
 BUILTIN_LABELS = frozenset(
     {label for _, _, groups in _FAMILIES for label, _ in groups.values()}
@@ -253,6 +308,7 @@ _SECRET_KEY_PARTS = (
     "password",
     "passwd",
     "passphrase",
+    "passcode",
     "secret",
     "api_key",
     "apikey",
@@ -260,17 +316,58 @@ _SECRET_KEY_PARTS = (
     "cookie",
     "credential",
     "private_key",
+    "privatekey",
     "access_key",
-    "access_token",
+    "access_token",  # also inside a longer name: refresh_token_v2
     "refresh_token",
     "id_token",
     "auth_token",
     "session_token",
     "bearer",
     "signature",
-    "x_api_key",
+    "sessionid",
+    "pin_code",
+    "pincode",
+    # Connection strings and database URLs carry credentials in shapes no detector knows.
+    "conn_str",
+    "connstr",
+    "connection_string",
+    "connectionstring",
+    "database_url",
+    "db_url",
 )
-_SECRET_KEY_EXACT = frozenset({"token", "auth", "pwd", "pass", "key", "session_key", "jwt"})
+_SECRET_KEY_EXACT = frozenset({"token", "auth", "pwd", "pass", "key", "jwt", "pgpass", "phpsessid"})
+# The last word of DB_PASS, SMTP_PWD, card_pin, SENTRY_DSN; not of pin_memory, pass_through.
+_SECRET_LAST_WORDS = frozenset({"pass", "pwd", "pw", "pin", "otp", "totp", "dsn"})
+# A key is secret by what it is for: signing_key, master_key, not primary_key, sort_key.
+_SECRET_KEY_KINDS = frozenset(
+    {
+        "access",
+        "account",
+        "aes",
+        "api",
+        "app",
+        "auth",
+        "client",
+        "crypto",
+        "decryption",
+        "encryption",
+        "hmac",
+        "jwt",
+        "license",
+        "master",
+        "private",
+        "root",
+        "secret",
+        "session",
+        "shared",
+        "signing",
+        "ssh",
+        "storage",
+        "subscription",
+        "webhook",
+    }
+)
 # Query parameters only: as a field name "sig" is too short to mean anything by itself.
 _SECRET_PARAMETERS = frozenset({"sig"})
 _CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -279,15 +376,19 @@ _secret_key_cache: dict[str, bool] = {}
 
 
 def is_secret_key(key: str, extra: Sequence[str] = ()) -> bool:
-    """True for names like ``password``, ``api_key``, ``accessToken``; not ``input_tokens``."""
+    """True for names like ``password``, ``api_key``, ``accessToken``, ``DB_PASS``; not
+    ``input_tokens``, ``primary_key``, ``bypass``."""
     cached = _secret_key_cache.get(key)
     if cached is not None and not extra:
         return cached
     # accessToken, client-secret and X-Api-Key all read as snake case.
     name = _CAMEL_HUMP.sub("_", key).lower().translate(_NAME_SEPARATORS)
+    words = name.rsplit("_", 2)
     secret = (
         name in _SECRET_KEY_EXACT
-        or name.endswith("_token")
+        or name.endswith("token")
+        or words[-1] in _SECRET_LAST_WORDS
+        or (words[-1] == "key" and len(words) > 1 and words[-2] in _SECRET_KEY_KINDS)
         or any(part in name for part in _SECRET_KEY_PARTS)
         or any(part.lower() in name for part in extra)
     )
@@ -296,79 +397,7 @@ def is_secret_key(key: str, extra: Sequence[str] = ()) -> bool:
     return secret
 
 
-@dataclass(frozen=True, slots=True)
-class _Offsets:
-    """Where the pieces of the compared text came from, for text that lost characters."""
-
-    compared: list[int]  # where each piece starts in the compared text
-    original: list[int]  # where it starts in the original
-    size: list[int]  # its length in the compared text
-    width: list[int]  # its length in the original (6 for "\\u2011" read as "-")
-
-    def span(self, span: _Span) -> _Span:
-        start, end, label = span
-        first = bisect_right(self.compared, start) - 1
-        last = bisect_right(self.compared, end - 1) - 1
-        into = end - self.compared[last]
-        return (
-            self.original[first] + start - self.compared[first],
-            self.original[last] + (self.width[last] if into >= self.size[last] else into),
-            label,
-        )
-
-
-def _comparable(text: str) -> tuple[bytes, _Offsets | None]:
-    """The bytes the detectors read, and the way back to ``text`` if their offsets differ."""
-    offsets = None
-    if not text.isascii():
-        for hyphen in _HYPHEN_LOOKALIKES:
-            if hyphen in text:
-                text = text.replace(hyphen, "-")  # one character for one: offsets unchanged
-        if "\\u" not in text and any(mark in text for mark in _ZERO_WIDTH):
-            text, offsets = _without_zero_width(text)
-    if offsets is None and "\\" in text and "\\u" in text:
-        text, offsets = _unhidden(text)
-    return text.encode("ascii", "replace"), offsets
-
-
-def _without_zero_width(text: str) -> tuple[str, _Offsets]:
-    # One split and list operations in C: a text of zero-width spaces is hostile input too.
-    parts = _ZERO_WIDTH_CHAR.split(text)
-    starts = list(accumulate(map(len, parts), initial=0))
-    kept = [index for index, part in enumerate(parts) if part]
-    sizes = [len(parts[index]) for index in kept]
-    return "".join(parts), _Offsets(
-        [starts[index] for index in kept], [starts[index] + index for index in kept], sizes, sizes
-    )
-
-
-def _unhidden(text: str) -> tuple[str, _Offsets | None]:
-    """``text`` without zero-width characters, raw or escaped, and escaped hyphens as "-"."""
-    parts: list[str] = []
-    offsets = _Offsets([], [], [], [])
-
-    def keep(piece: str, origin: int, width: int) -> None:
-        if piece:
-            after = offsets.compared[-1] + offsets.size[-1] if offsets.size else 0
-            offsets.compared.append(after)
-            offsets.original.append(origin)
-            offsets.size.append(len(piece))
-            offsets.width.append(width)
-            parts.append(piece)
-
-    position = 0
-    for match in _HIDDEN.finditer(text):
-        start, end = match.span()
-        keep(text[position:start], position, start - position)
-        keep("-" if match.lastgroup else "", start, end - start)
-        position = end
-    if position == 0:
-        return text, None  # a "\\u" that escapes something else
-    keep(text[position:], position, len(text) - position)
-    return "".join(parts), offsets
-
-
-def _scan(data: bytes, nested: bool = False) -> list[_Span]:
+def _scan(data: bytes, depth: int = 0) -> list[_Span]:
     """Every built-in detection in ``data``, unsorted and possibly overlapping."""
     found: list[_Span] = []
     # Membership of an int is a memchr; of a one-byte bytes object, ten times slower.
@@ -390,16 +419,22 @@ def _scan(data: bytes, nested: bool = False) -> list[_Span]:
         for match in _URL.finditer(data):
             if 64 in match.group():
                 _url_credentials(data, match.start() + 3, match.end(), found)
-        for match in _IPV6.finditer(data):
-            _ipv6(data, match, found)
+        scanned = 0  # a value is read once, so "password:" repeated costs linear time
+        for match in _COLON.finditer(data):
+            if match.lastgroup:
+                _ipv6(data, match, found)
+            elif match.start() >= scanned:
+                scanned = _field(data, match.start(), found)
     if 61 in data:  # =
+        scanned = 0
         for match in _ASSIGNMENT.finditer(data):
-            _assignment(data, match.start(), found)
+            if match.start() >= scanned:
+                scanned = _assignment(data, match.start(), found)
     classes = data.translate(_CLASSES)
     if 48 in classes:  # a digit
         _numeric(data, classes, found)
-    if not nested and len(data) >= _BASE64_MIN:
-        _base64(data, found)
+    if depth < _BASE64_LEVELS and len(data) >= _BASE64_MIN:
+        _base64(data, found, depth)
     return found
 
 
@@ -479,15 +514,85 @@ def _ipv6(data: bytes, match: re.Match[bytes], found: list[_Span]) -> None:
     found.append((start, end, "IP_ADDRESS"))
 
 
-def _assignment(data: bytes, equals: int, found: list[_Span]) -> None:
-    name = _NAME_REVERSED.match(data[max(0, equals - 64) : equals][::-1])
+def _name_before(data: bytes, end: int) -> tuple[int, str]:
+    """The name that ends at ``end`` (where it starts), or ``(end, "")``."""
+    name = _NAME_REVERSED.match(data[max(0, end - 64) : end][::-1])
     if name is None:
-        return
-    key = data[equals - name.end() : equals].decode("ascii")
-    if is_secret_key(key) or key.lower() in _SECRET_PARAMETERS:
-        value = _VALUE.match(data, equals + 1)
-        if value is not None:
-            found.append((equals + 1, value.end(), "SECRET"))
+        return end, ""
+    start = end - name.end()
+    start += data[start - 1 : start] == b"\\" and data[start] in b"nrt"  # JSON's "\\nCookie"
+    return start, data[start:end].decode("ascii")
+
+
+def _assignment(data: bytes, equals: int, found: list[_Span]) -> int:
+    """The value after ``equals`` if the name before is a secret's; where the scan goes on."""
+    spaced = data[equals - 1] in b" \t"
+    quote = data[equals - 1 - spaced] if data[equals - 1 - spaced] in b"\"'" else 0
+    start, key = _name_before(data, equals - spaced - (quote != 0))
+    if not key or (quote and data[start - 1 : start] != bytes((quote,))):
+        return equals + 1
+    if not (is_secret_key(key) or key.lower() in _SECRET_PARAMETERS):
+        return equals + 1
+    position = equals + 1 + (data[equals + 1 : equals + 2] == b">")  # PHP's 'password' => 'x'
+    if spaced or quote or data[position : position + 1] in b" \t":
+        # Quoted, or a config file's line ("password = x" from its start); not code's
+        # "self.token = token", "token = tokenizer.encode(x)" nor "password == x".
+        value = _end(_BLANK, data, position)
+        if data[value : value + 1] not in (b'"', b"'"):
+            after = _end(_BLANK, data, _end(_VALUE, data, value))
+            if data[value : value + 1] == b"=" or data[after : after + 1] not in b"\r\n#;":
+                return equals + 1
+            if data[start - 1 : start] not in b"\r\n" or "." in key:
+                return equals + 1
+    return _after(data, position, _VALUE, found)
+
+
+def _field(data: bytes, colon: int, found: list[_Span]) -> int:
+    """The value after ``colon`` if the name before is a secret's and starts a field (a line, an
+    item, a string: not "the key: ..." in prose); where the scan goes on."""
+    quote = data[colon - 1] if data[colon - 1] in b"\"'" else 0
+    start, key = _name_before(data, colon - (quote != 0))
+    if not key or not is_secret_key(key):
+        return colon + 1
+    if quote and data[start - 1 : start] != bytes((quote,)):
+        return colon + 1  # "password": "x", {'pin': 1234}
+    before = data[max(0, start - 64) : start].rstrip(b" \t")
+    to_end = (
+        _NOT_IDENTIFIER if quote else _FIELD_STARTS.get(before[-2:], _FIELD_STARTS.get(before[-1:]))
+    )
+    return colon + 1 if to_end is None else _after(data, colon + 1, to_end, found)
+
+
+def _after(data: bytes, position: int, to_end: re.Pattern[bytes], found: list[_Span]) -> int:
+    """The value at ``position``, after blanks: a quoted string's content, or what ``to_end``
+    takes (trailing blanks, literals and types are not values). Returns where the scan goes on:
+    a value read is not read again for names, so "password: " repeated costs linear time."""
+    start = _end(_BLANK, data, position)
+    quoted = data[start : start + 1] in (b'"', b"'")
+    end = _end(_QUOTED[data[start]] if quoted else to_end, data, start + quoted)
+    start += quoted
+    stop = start + len(data[start:end].rstrip())
+    if stop > start and (quoted or not _is_code(data, start, stop)):
+        found.append((start, stop, "SECRET"))
+    return end
+
+
+def _is_code(data: bytes, start: int, stop: int) -> bool:
+    """Whether the value ``data[start:stop]`` is code, not a value: a literal or a type alone,
+    a call, an index, a type's union or default ("token: str | None = None", "secret:
+    SecretStr = Field(...)")."""
+    word = _end(_IDENTIFIER, data, start)
+    after = _end(_BLANK, data, word)
+    return word > start and (
+        (word == stop and data[start:word].lower() in _NOT_VALUES)
+        or data[word : word + 1] in (b"(", b"[")
+        or (after > word and data[after : after + 1] in (b"|", b"="))
+    )
+
+
+def _end(pattern: re.Pattern[bytes], data: bytes, position: int) -> int:
+    match = pattern.match(data, position)
+    return position if match is None else match.end()
 
 
 def _numeric(data: bytes, classes: bytes, found: list[_Span]) -> None:
@@ -503,6 +608,11 @@ def _numeric(data: bytes, classes: bytes, found: list[_Span]) -> None:
                 label = _run_label(data[start:end])
                 if label and not _ends_uuid(data, start):
                     append((start, end, label))
+                continue
+            if kind == "float":
+                digits = _float_digits(data[start:end])
+                if len(digits) <= 19 and _run_label(digits) == "CARD":
+                    append((start, end, "CARD"))
                 continue
             if kind in ("card", "grouped") and _ends_uuid(data, start):
                 continue
@@ -530,6 +640,16 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 def _ends_uuid(data: bytes, start: int) -> bool:
     """Whether the number at ``start`` is the last group of a uuid ("...-a456-426614174000")."""
     return start >= 5 and data[start - 1] == 45 and _HEX.issuperset(data[start - 5 : start - 1])
+
+
+def _float_digits(number: bytes) -> bytes:
+    """The digits of the whole number a float writes ("4.1e+3" is 4100), or ``b"0"``."""
+    mantissa, _, exponent = number.lower().partition(b"e")
+    whole, _, fraction = mantissa.partition(b".")
+    digits, point = whole + fraction, len(whole) + int(exponent or 0)
+    if not digits.isdigit() or digits[point:].strip(b"0"):
+        return b"0"  # another letter than "e", or a fraction
+    return digits[:point].ljust(point, b"0")
 
 
 def _run_label(digits: bytes) -> str:
@@ -593,20 +713,20 @@ def _iban(data: bytes, start: int, end: int) -> tuple[str, int] | None:
         candidate = candidate[:cut]
 
 
-def _base64(data: bytes, found: list[_Span]) -> None:
+def _base64(data: bytes, found: list[_Span], depth: int) -> None:
     marked = data.translate(_BASE64_CLASSES)
     at = marked.find(_BASE64_NEEDLE)
     while at != -1:
         run = _BASE64_RUN.match(marked, at)
         end = run.end() if run is not None else at + _BASE64_MIN
-        label = _hidden_in_base64(data[at:end])
+        label = _hidden_in_base64(data[at:end], depth)
         if label:
             padding = data[end : end + 2]
             found.append((at, end + len(padding) - len(padding.lstrip(b"=")), label))
         at = marked.find(_BASE64_NEEDLE, end)
 
 
-def _hidden_in_base64(run: bytes) -> str:
+def _hidden_in_base64(run: bytes, depth: int) -> str:
     """The label of the first secret in the text that ``run`` decodes to, or ""."""
     # Base64 of text mixes cases throughout (each byte's high bits land on "Y"-"e" or
     # "G"/"H"/"W"/"X"); hex ids, digests, paths and snake_case names do not, and are most runs.
@@ -622,7 +742,7 @@ def _hidden_in_base64(run: bytes) -> str:
     for shift in range(4):
         decoded = _decoded(run[shift:])
         if decoded and len(decoded.translate(None, _PRINTABLE)) * 10 <= len(decoded):
-            spans = _scan(decoded, nested=True)
+            spans = _scan(decoded, depth + 1)
             return spans[0][2] if spans else ""
     return ""
 
@@ -676,10 +796,8 @@ class Redactor:
     def _spans(self, text: str, keep: frozenset[str] = frozenset()) -> list[_Span]:
         found: list[_Span] = []
         if len(text) >= 6:  # "a@b.io": nothing shorter holds a built-in secret
-            data, offsets = _comparable(text)
-            found = _scan(data)
-            if offsets is not None and found:
-                found = [offsets.span(span) for span in found]
+            for data, way in views(text):
+                found += mapped(_scan(data), way)
         for label, custom in self._patterns:
             found.extend((m.start(), m.end(), label) for m in custom.finditer(text))
         if keep and found:
@@ -729,5 +847,9 @@ class Redactor:
             parts.append(text[last:])
             text = "".join(parts)
         for function in self._callables:
-            text = function(text)
+            try:
+                text = function(text)
+            except Exception:  # the application's own redactor: what it could not clear goes
+                count_render_error()
+                return "[REDACTED:REDACTOR_ERROR]"
         return text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import string
+import urllib.parse
 
 from hypothesis import strategies as st
 
@@ -137,6 +138,35 @@ def pgp_keys(draw: st.DrawFn) -> str:
 
 ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
 HYPHEN_LOOKALIKES = "\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d"
+# Every character that renders as nothing and so may hide inside a key: soft hyphen, joiners,
+# marks and isolates of bidirectional text, invisible operators, variation selectors, tags.
+INVISIBLE = (
+    ZERO_WIDTH
+    + "\u00ad\u034f\u061c\u180e\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+    + "\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\ufe00\ufe0e\ufe0f"
+    + "\U000e0001\U000e0020\U000e0041\U000e007f\U000e0100"
+)
+FULLWIDTH = "".join(map(chr, range(0xFF01, 0xFF5F)))  # ASCII "!" ... "~" in full width
+
+
+@st.composite
+def fullwidth(draw: st.DrawFn, text: str) -> str:
+    """``text`` with some (or all) of its printable ASCII written in full width."""
+    wide = draw(st.sets(st.integers(0, len(text) - 1), min_size=1))
+    return "".join(
+        chr(ord(c) + 0xFEE0) if i in wide and "!" <= c <= "~" else c for i, c in enumerate(text)
+    )
+
+
+@st.composite
+def percent_encoded(draw: st.DrawFn, text: str) -> str:
+    """``text`` with some of its characters percent-encoded, maybe an invisible one added."""
+    encoded = draw(st.sets(st.integers(0, len(text) - 1), min_size=1))
+    chars = [f"%{ord(c):02X}" if i in encoded else c for i, c in enumerate(text)]
+    if draw(st.booleans()):
+        mark = draw(st.sampled_from(INVISIBLE))
+        chars.insert(draw(st.integers(1, len(chars) - 1)), urllib.parse.quote(mark))
+    return "".join(chars)
 
 
 @st.composite

@@ -158,8 +158,11 @@ def test_an_application_redactor_that_raises_records_a_placeholder() -> None:
             return "fine"
 
         assert answer("hello") == "fine"
-    observation = capture.by_name("answer")
-    assert observation.input == "<not serializable object of type: dict>"
+    # Fail closed, text by text: what the application's redactor could not clear is replaced
+    # (the span's name too: it is scrubbed like any text).
+    (observation,) = capture.observations()
+    assert "hello" not in json.dumps(observation.input)
+    assert "[REDACTED:REDACTOR_ERROR]" in json.dumps(observation.input)
     assert observation.level == "DEFAULT"
 
 
@@ -737,3 +740,12 @@ def test_every_shape_passes_through_unchanged_and_every_span_ends(
     recorded_input = str((span.attributes or {}).get("langfuse.observation.input", ""))
     # Bounded: the default budget (100,000 characters; 8 MiB under full) plus markers.
     assert len(recorded_input) < 9 * 1024 * 1024
+
+
+def test_a_card_number_passed_as_a_float_is_redacted(captured: SpanCapture) -> None:
+    @appsdk.observe()
+    def charge(amount: float, card: float) -> str:
+        return "ok"
+
+    charge(12.5, 4111111111111111.0)
+    assert captured.by_name("charge").input["args"] == [12.5, "[REDACTED:CARD]"]

@@ -31,8 +31,9 @@ def test_every_planted_secret_is_redacted(
 ) -> None:
     text = data.draw(prose_with([value for _, value in planted]))
     redacted = Redactor().redact(text)
+    unlabelled = LABEL.sub("", redacted)  # a bearer token may read "URL_CREDENTI"
     for kind, value in planted:
-        assert sensitive_part(kind, value) not in redacted, (kind, value, redacted)
+        assert sensitive_part(kind, value) not in unlabelled, (kind, value, redacted)
     assert set(LABEL.findall(redacted)) <= BUILTIN_LABELS
 
 
@@ -146,8 +147,8 @@ def test_a_cut_off_private_key_is_still_redacted() -> None:
             "[REDACTED:PGP_PRIVATE_KEY] done",
         ),
         (
-            "key:abc-----BEGIN RSA PRIVATE KEY-----\nMIIEpA\n-----END RSA PRIVATE KEY----- ok",
-            "key:abc[REDACTED:PRIVATE_KEY] ok",
+            "pem:abc-----BEGIN RSA PRIVATE KEY-----\nMIIEpA\n-----END RSA PRIVATE KEY----- ok",
+            "pem:abc[REDACTED:PRIVATE_KEY] ok",
         ),
         ("x-----BEGIN PRIVATE KEY-----\nMIIEvQIBADAN", "x[REDACTED:PRIVATE_KEY]"),
         ("use sk_live_51H8xYzAbCdEfGhIjKlMn now", "use [REDACTED:STRIPE_KEY] now"),

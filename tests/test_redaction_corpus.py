@@ -113,6 +113,15 @@ HOSTILE: dict[str, str] = {
     "'a:' repeated": "a:" * 100_000,
     "'x=' repeated": "x=" * 100_000,
     "zero-width spaces": "\u200b" * 100_000,
+    "soft hyphens": "\u00ad" * 100_000,
+    "tag characters": "\U000e0041" * 100_000,
+    "escaped soft hyphens": "\\u00ad" * 50_000,
+    "full-width 'sk- '": "\uff53\uff4b\uff0d " * 75_000,
+    "'%41' repeated": "%41" * 100_000,
+    "'%E2%80%8B' repeated": "%E2%80%8B" * 30_000,
+    "'%' repeated": "%" * 300_000,
+    "'x key:' repeated": "x key:" * 50_000,
+    "'password'=' repeated": "password'=" * 30_000,
 }
 
 
@@ -136,6 +145,8 @@ def test_a_secret_after_hostile_input_is_still_found(kind: str) -> None:
         ("AKIA" * 75_000, "[REDACTED:AWS_KEY]"),
         ("eyJ" + "a" * 100_000 + "." + "b" * 100_000 + "." + "c" * 100_000, "[REDACTED:JWT]"),
         ("-----BEGIN RSA PRIVATE KEY-----\n" * 10_000, "[REDACTED:PRIVATE_KEY]"),
+        ("password=" * 30_000, "password=[REDACTED:SECRET]"),
+        ("password: " * 30_000, "password: [REDACTED:SECRET] "),  # not its last blank
     ],
 )
 def test_hostile_input_that_is_one_secret_is_redacted_whole(text: str, expected: str) -> None:
