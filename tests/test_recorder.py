@@ -491,6 +491,10 @@ def _hostile_call(policy_name: str) -> None:
                 urlsplit(f"postgresql://app:{CANARY}@db/prod"),
                 json.dumps({"api_key": CANARY}),
                 {"tool_calls": [{"function": {"arguments": json.dumps({"token": CANARY})}}]},
+                ValueError({"password": CANARY}),
+                f"GET /v1 HTTP/1.1\r\nAuthorization: Token {CANARY}\r\napi-key: {CANARY}",
+                {"DB_PASS": CANARY, "SMTP_PWD": CANARY, "PGPASS": CANARY, "signing_key": CANARY},
+                f"https://app.example/cb?password%3D{CANARY}",
             )
         else:  # under full, content is recorded as given; machinery never is
             handler(gateway)
