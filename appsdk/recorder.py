@@ -167,7 +167,7 @@ class Walk:
                     inner_flat = source
             elif source == "object":  # langfuse converts nothing below an object
                 inner_flat = ""
-            elif isinstance(value, dict) and media:
+            elif media and issubclass(type(value), dict):
                 inner_media = media + 1 if media < _MEDIA_LEVELS else 0
             self._flat, self._media = inner_flat, inner_media
             try:
@@ -176,7 +176,9 @@ class Walk:
                 self._flat, self._media = flat, media
         if isinstance(converted, Items):
             self._media = (
-                media + 1 if media and isinstance(value, list) and media < _MEDIA_LEVELS else 0
+                media + 1
+                if media and issubclass(type(value), list) and media < _MEDIA_LEVELS
+                else 0
             )
             try:
                 return self._items(value, converted.items, converted.size, depth)
