@@ -250,6 +250,7 @@ class BatchExportProcessor(SpanProcessor):
         # When the spool last had nothing of ours to claim (None: look at the next chance).
         self._spool_found_empty: float | None = None
         self._spool_fault_warned = False
+        self._lost_reported = 0  # _lost() at the last force_flush (guarded by _flushed)
         self._queue: collections.deque[ReadableSpan] = collections.deque()
         self._shutdown = False
         self._full_warned = False
@@ -351,10 +352,14 @@ class BatchExportProcessor(SpanProcessor):
         found_empty = self._spool_found_empty
         if found_empty is not None and time.monotonic() - found_empty < _SPOOL_RECHECK_S:
             return  # nothing of ours went there since: no query between every two batches
+        # Our claims are ours to take again: not the batch in flight, or it is sent twice (only
+        # this thread hands the sender a job, so what is in flight cannot change meanwhile).
+        in_flight = self._sender.current
+        skip = self._undeletable
+        if in_flight is not None and in_flight.spool_id is not None:
+            skip = skip | {in_flight.spool_id}
         try:
-            batch = spool.claim_oldest(
-                self.spool_key, self._claimer, self._lease_s, skip=self._undeletable
-            )
+            batch = spool.claim_oldest(self.spool_key, self._claimer, self._lease_s, skip=skip)
         except Exception as exc:  # a broken spool must not stop live export
             self._spool_fault("read", exc)
             return
@@ -503,7 +508,28 @@ class BatchExportProcessor(SpanProcessor):
     # -- flush and shutdown -------------------------------------------------------------------
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Wait until every span queued before this call has been exported or spooled."""
+        """Wait until every span queued before this call has been exported or spooled.
+
+        Returns:
+            True when every span queued so far reached the backend: False at the deadline,
+            while batches of this destination wait in the spool, or when spans were rejected,
+            evicted from the spool or could not be kept since the last flush (each such loss
+            is reported by one flush; ``snapshot()`` keeps counting it).
+        """
+        waited = self._wait_flushed(timeout_millis)
+        # Counted after the wait: a failure of the batches just sent is this flush's to report.
+        lost = self._lost()
+        with self._flushed:
+            clean, self._lost_reported = lost == self._lost_reported, lost
+        return waited and clean and not (self._spool is not None and self._spool_waiting())
+
+    def _lost(self) -> int:
+        """Spans this processor took and will never deliver (dropped at a full queue: not
+        taken; at shutdown: after the last flush)."""
+        counts = self.stats.snapshot()
+        return counts["failed_spans"] + counts["rejected"] + counts["spool_evicted"]
+
+    def _wait_flushed(self, timeout_millis: int) -> bool:
         target = self._enqueued
         deadline = time.monotonic() + timeout_millis / 1000
         self._wake.set()

@@ -384,7 +384,15 @@ def _shutdown_at_exit() -> None:
 
 
 def flush(timeout_s: float = 5.0) -> bool:
-    """Export every span ended so far and deliver pending feedback; False at the deadline."""
+    """Export every span ended so far and deliver pending feedback, within ``timeout_s``.
+
+    Returns:
+        True only when every span it waited for reached every destination (sent, or written
+        to the local store) and no rating is pending. False at the deadline, while batches
+        wait in the spool (a backend down), when spans were rejected or could not be kept
+        since the last flush, or while ratings wait in the outbox. Spans dropped by sampling
+        or at a full queue are not waited for (``stats()`` counts the latter).
+    """
     deadline = time.monotonic() + timeout_s
     pipeline = _slot.pipeline
     done = pipeline.flush(timeout_s) if pipeline is not None else True
@@ -408,9 +416,18 @@ def stats() -> dict[str, dict[str, int]]:
     """Per exporter: spans exported, export failures, and spans dropped (queue full, shutdown);
     ``recorder``: values that could not be rendered (recorded as placeholders); ``incoming``:
     members of incoming tracestates dropped (over their bounds, or holding a secret);
-    ``sampling``.
+    ``sampling``; ``feedback``, once a rating was submitted or resumed: ratings submitted,
+    delivered, pending and rejected for the configured destination (Langfuse, else the local
+    store). docs/reliability.md says what each counter means.
 
     After ``shutdown()`` this still reports the pipeline that was shut down.
     """
     pipeline = _slot.pipeline or _retired
-    return pipeline.stats() if pipeline is not None else {}
+    if pipeline is None:
+        return {}
+    counts = pipeline.stats()
+    feedback = feedback_client_module()
+    ratings = feedback.stats_default(pipeline) if feedback is not None else None
+    if ratings is not None:
+        counts["feedback"] = ratings
+    return counts

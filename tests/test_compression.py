@@ -13,7 +13,7 @@ from appsdk.config import load_settings
 from tests.servers import otlp_receiver
 
 
-def _one_span(tmp_path: Path, **options: object) -> None:
+def _one_span(tmp_path: Path, *, delivered: bool = True, **options: object) -> None:
     appsdk.configure(local_store="never", spool_path=tmp_path / "spool.db", **options)  # type: ignore[arg-type]
 
     @appsdk.observe()
@@ -21,7 +21,7 @@ def _one_span(tmp_path: Path, **options: object) -> None:
         return text
 
     step("hello")
-    assert appsdk.flush(10)
+    assert appsdk.flush(10) is delivered  # False: it waits in the spool
 
 
 def test_an_otlp_endpoint_gets_plain_protobuf_unless_asked(tmp_path: Path) -> None:
@@ -77,7 +77,12 @@ def test_a_spooled_body_is_sent_as_it_was_stored_after_the_setting_changed(
     tmp_path: Path,
 ) -> None:
     with otlp_receiver(status=503) as receiver:
-        _one_span(tmp_path, otlp_traces_endpoint=receiver.traces_url, otlp_compression="gzip")
+        _one_span(
+            tmp_path,
+            delivered=False,
+            otlp_traces_endpoint=receiver.traces_url,
+            otlp_compression="gzip",
+        )
         assert appsdk.stats()["otlp"]["spooled"] == 1
         receiver.status = 200
         pipeline = appsdk.configure(

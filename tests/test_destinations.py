@@ -50,7 +50,7 @@ def _spool_while_down(options: dict[str, Any], names: list[str]) -> None:
     for name in names:
         with pipeline.tracer.start_as_current_span(name):
             pass
-    assert appsdk.flush(10)
+    assert not appsdk.flush(10)  # spooled, not delivered
     appsdk.shutdown()
     exporters = [counts for counts in appsdk.stats().values() if "spooled" in counts]
     assert exporters and {counts["spooled"] for counts in exporters} == {len(names)}

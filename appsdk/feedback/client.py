@@ -47,6 +47,7 @@ __all__ = [
     "flush_default",
     "shutdown_default",
     "start_default_if_pending",
+    "stats_default",
     "submit_feedback",
 ]
 
@@ -145,6 +146,9 @@ class FeedbackClient:
         self._deadline: float | None = None  # set by close(): bounds every request after it
         self._worker: threading.Thread | None = None
         self._store: TraceStore | None = None
+        # This client's submissions and outcomes (stats()'s pending is the outbox's).
+        self._counted = {"submitted": 0, "delivered": 0, "rejected": 0}
+        self._pending_at_close = 0
         if not self.settings.langfuse_enabled:
             self.outbox: Outbox | None = None
             return
@@ -187,9 +191,11 @@ class FeedbackClient:
         if self.settings.environment:
             payload["environment"] = self.settings.environment
         if self.outbox is None:
-            self._to_local_store(feedback, payload)
+            self._to_local_store(feedback, payload)  # delivered, or raised StoreError
+            self._count(submitted=1, delivered=1)
         else:
             self.outbox.put(feedback.id, payload)
+            self._count(submitted=1)
             self._wake.set()
         pipeline = _runtime.current()
         if pipeline is not None:
@@ -320,8 +326,10 @@ class FeedbackClient:
                 return True
             if verdict.action == "delivered":
                 self.outbox.delivered(batch)  # and, Langfuse being up, what waits is due
+                self._count(delivered=len(batch))
             elif verdict.action == "reject" or len(batch) == 1:
                 self.outbox.rejected(batch, verdict.reason)
+                self._count(rejected=len(batch))
             else:  # split: halves find the ratings at fault in log2(batch) rounds
                 half = len(batch) // 2
                 queue.extendleft([batch[half:], batch[:half]])
@@ -398,6 +406,33 @@ class FeedbackClient:
         """Outbox counts: pending, delivered, rejected."""
         return self.outbox.counts() if self.outbox is not None else {}
 
+    def _count(self, **counts: int) -> None:
+        with self._lock:
+            for key, value in counts.items():
+                self._counted[key] += value
+
+    def counters(self) -> dict[str, int]:
+        """What ``appsdk.stats()["feedback"]`` shows: ratings this client took (``submitted``),
+        ``delivered`` (to Langfuse, or written to the local store without it) and
+        ``rejected`` by Langfuse, and ``pending``: what waits in the outbox for this
+        destination now, from any process (at close: what was left; -1 if unreadable).
+        """
+        with self._lock:
+            counts = dict(self._counted)
+            released = self._released
+        pending = self._pending_at_close
+        if self.outbox is not None and not released:
+            try:
+                pending = self.outbox.counts()["pending"]
+            except Exception:  # closed meanwhile, or a broken file: stats() must not raise
+                pending = self._pending_at_close if self._released else -1
+        return {
+            "submitted": counts["submitted"],
+            "delivered": counts["delivered"],
+            "pending": pending,
+            "rejected": counts["rejected"],
+        }
+
     def close(self, timeout_s: float = 5.0) -> None:
         """Deliver what Langfuse takes within ``timeout_s``, then stop; never longer.
 
@@ -444,6 +479,10 @@ class FeedbackClient:
                 return
             self._released = True
         if self.outbox is not None:
+            try:
+                self._pending_at_close = self.outbox.counts()["pending"]
+            except Exception:
+                self._pending_at_close = -1
             self._http.close()
             self.outbox.close()
         if self._store is not None:
@@ -480,6 +519,7 @@ def _safe_score(feedback: Feedback, policy: PolicyEngine, now: datetime.datetime
 
 _default: FeedbackClient | None = None
 _default_owner: object | None = None  # the pipeline it was made for
+_last_default: FeedbackClient | None = None  # the latest, closed or not: its counters
 _default_lock = threading.Lock()
 
 
@@ -489,14 +529,14 @@ def default_client() -> FeedbackClient:
     A client made for an earlier pipeline (before a reconfiguration) is replaced; its
     pending ratings stay in the outbox and the new client delivers them.
     """
-    global _default, _default_owner
+    global _default, _default_owner, _last_default
     pipeline = _runtime.current()
     stale: FeedbackClient | None = None
     with _default_lock:
         if _default is not None and pipeline is not None and _default_owner is not pipeline:
             stale, _default = _default, None
         if _default is None:
-            _default = FeedbackClient()
+            _default = _last_default = FeedbackClient()
             _default_owner = pipeline
             if pipeline is not None:
                 # A fallback for a pipeline that does not call shutdown_default() itself.
@@ -565,6 +605,14 @@ def flush_default(timeout_s: float) -> bool:
     except Exception:
         _log.warning("appsdk: flushing feedback failed", exc_info=True)
         return False
+
+
+def stats_default(pipeline: object) -> dict[str, int] | None:
+    """:meth:`FeedbackClient.counters` of the default client made for ``pipeline`` (also
+    once closed), or None when that pipeline made none. Never raises."""
+    with _default_lock:
+        client = _last_default if _default_owner is pipeline else None
+    return client.counters() if client is not None else None
 
 
 def shutdown_default(timeout_s: float) -> None:
