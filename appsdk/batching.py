@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
+from opentelemetry import context as context_api
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExportResult
@@ -39,7 +40,23 @@ __all__ = [
     "ExporterStats",
     "PlainExporter",
     "SpoolableExporter",
+    "start_untraced",
 ]
+
+
+def start_untraced(thread: threading.Thread) -> None:
+    """Start one of appsdk's own threads outside any trace.
+
+    The threading instrumentation gives a thread the context its ``start()`` ran in; a worker
+    started lazily inside a traced call would otherwise put every later export or delivery
+    (an instrumented HTTP request) in that call's trace, whoever's it was.
+    """
+    token = context_api.attach(Context())
+    try:
+        thread.start()
+    finally:
+        context_api.detach(token)
+
 
 _log = logging.getLogger("appsdk")
 # How long a spool found empty for this exporter is taken as empty, unless this process
@@ -141,7 +158,7 @@ class _Sender:
         self._ended = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=f"appsdk-send-{name}", daemon=True)
-        self._thread.start()
+        start_untraced(self._thread)
 
     @property
     def busy(self) -> bool:
@@ -281,7 +298,7 @@ class BatchExportProcessor(SpanProcessor):
         self._worker = threading.Thread(
             target=self._run, name=f"appsdk-export-{self.name}", daemon=True
         )
-        self._worker.start()
+        start_untraced(self._worker)
         if self._spool is not None:
             send = self._encoding().send_encoded
             self._sender = _Sender(send, self._sent, self._wake.set, self.name)

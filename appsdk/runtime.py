@@ -27,7 +27,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from appsdk import lifecycle
-from appsdk.batching import BatchExportProcessor
+from appsdk.batching import BatchExportProcessor, start_untraced
 from appsdk.errors import ConfigError, StoreError
 from appsdk.langfuse_interop import attach_langfuse_client, langfuse_filter_for
 from appsdk.pipeline import Pipeline, feedback_client_module
@@ -354,7 +354,7 @@ def configure(
     attach_langfuse_client(pipeline)
     if settings.langfuse_enabled:
         # Off the caller's thread: checking the outbox loads the feedback client (httpx).
-        threading.Thread(target=_resume_feedback, name="appsdk-resume", daemon=True).start()
+        start_untraced(threading.Thread(target=_resume_feedback, name="appsdk-resume", daemon=True))
     from appsdk.metrics_export import install_when_used
 
     install_when_used(settings)

@@ -283,3 +283,32 @@ def test_the_instrumentation_is_loaded_by_configure_not_by_import() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "True"], out.stderr
+
+
+def test_appsdks_own_workers_never_join_the_trace_they_were_started_in() -> None:
+    """The feedback worker starts at the first rating, inside the request that gave it; with
+    threads instrumented and httpx instrumented globally, its deliveries stay out of that
+    request's trace (and every later one's)."""
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    from appsdk.testing import capture_spans
+    from tests.langfuse_stub import langfuse_stub
+
+    instrumentor = HTTPXClientInstrumentor()
+    with langfuse_stub() as stub, capture_spans(**stub.options()) as capture:
+        instrumentor.instrument()
+        try:
+
+            @appsdk.observe()
+            def handle() -> str:
+                trace_id = appsdk.get_current_trace_id()
+                appsdk.submit_feedback(trace_id=trace_id, name="helpful", value=True)
+                return trace_id or ""
+
+            trace_id = handle()
+            assert appsdk.flush(10)
+            stub.wait_for(lambda s: len(s.scores) == 1)
+        finally:
+            instrumentor.uninstrument()
+        in_trace = [s.name for s in capture.spans if f"{s.context.trace_id:032x}" == trace_id]
+    assert in_trace == ["handle"]

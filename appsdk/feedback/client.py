@@ -30,6 +30,7 @@ import httpx
 from pydantic import ValidationError
 
 from appsdk import runtime as _runtime
+from appsdk.batching import start_untraced
 from appsdk.config import Settings, settings_in_force
 from appsdk.errors import AppSDKError
 from appsdk.feedback.delivery import Verdict, backoff_delay, classify, partial_verdict
@@ -170,7 +171,7 @@ class FeedbackClient:
         )
         if start:
             self._worker = threading.Thread(target=self._run, name="appsdk-feedback", daemon=True)
-            self._worker.start()
+            start_untraced(self._worker)
 
     # -- submitting ---------------------------------------------------------------------------
 
@@ -454,7 +455,7 @@ class FeedbackClient:
             worker = threading.Thread(
                 target=self._close_pass, name="appsdk-feedback-close", daemon=True
             )
-            worker.start()
+            start_untraced(worker)
         self._stop.set()
         self._wake.set()
         if worker is not None:
