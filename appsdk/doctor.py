@@ -14,7 +14,7 @@ import httpx
 
 from appsdk.config import Settings, load_settings
 from appsdk.errors import ConfigError, safe_url
-from appsdk.runtime import preflight
+from appsdk.preflight import preflight
 
 __all__ = ["Check", "run_checks"]
 
@@ -31,7 +31,7 @@ def run_checks(settings: Settings | None = None, timeout_s: float = 5.0) -> list
 
     A configuration ``load_settings`` rejects is one failed check, the ConfigError's own
     line (variable, problem, fix): nothing is contacted with it. Then each problem of what
-    the settings name (files, folders, keys: :func:`appsdk.runtime.preflight`, which
+    the settings name (files, folders, keys: :func:`appsdk.preflight.preflight`, which
     ``configure()`` runs too) is a failed check with the message ``configure()`` raises.
     """
     if settings is None:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import appsdk
 from appsdk import ConfigError
 from appsdk.config import load_settings, parse_headers
-from appsdk.runtime import preflight
+from appsdk.preflight import preflight
 
 SECRET = "planted-secret-42"
 
@@ -219,7 +219,7 @@ def test_any_timeout_is_accepted_within_a_day_or_a_config_error(value: float) ->
     assert 0 < timeout <= 86400
 
 
-# -- what the settings name: files, folders, keys (appsdk.runtime.preflight) ---------------------
+# -- what the settings name: files, folders, keys (appsdk.preflight.preflight) ---------------------
 
 _STORE_FIX = (
     "point it at a file in a folder this process can write, "

@@ -95,7 +95,7 @@ def test_doctor_reports_each_problem_configure_would_raise_with_its_message(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Files, folders and keys the settings name: one FAIL line each, worded as configure()
-    raises it (the checks are one function, appsdk.runtime.preflight)."""
+    raises it (the checks are one function, appsdk.preflight.preflight)."""
     (tmp_path / "blocker").write_text("")
     bad = {  # in the order they are checked
         "APPSDK_PRICES": str(tmp_path / "prices.json"),
