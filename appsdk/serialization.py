@@ -254,7 +254,13 @@ def kind_of(cls: type) -> str:
     return kind
 
 
+# Modules of those packages that hold data: langfuse's prompt clients carry the prompt.
+_DATA_MODULES = frozenset({"langfuse.model"})
+
+
 def _is_machinery_module(cls: type) -> bool:
+    if cls.__module__ in _DATA_MODULES:
+        return False
     for klass in cls.__mro__[:-1]:
         module = klass.__dict__.get("__module__")
         if isinstance(module, str) and module.partition(".")[0] in _MACHINERY_PACKAGES:

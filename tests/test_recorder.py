@@ -753,3 +753,25 @@ def test_a_card_number_passed_as_a_float_is_redacted(captured: SpanCapture) -> N
 
     charge(12.5, 4111111111111111.0)
     assert captured.by_name("charge").input["args"] == [12.5, "[REDACTED:CARD]"]
+
+
+def test_a_langfuse_prompt_passed_in_is_data_not_machinery(recorded: SpanCapture) -> None:
+    from langfuse.api import Prompt_Text
+    from langfuse.model import TextPromptClient
+
+    prompt = TextPromptClient(
+        Prompt_Text(
+            name="rag-answer", version=2, prompt="Answer {{q}}", config={}, labels=[], tags=[]
+        )
+    )
+
+    @appsdk.observe(as_type="generation")
+    def generate(template: Any) -> str:
+        return "ok"
+
+    generate(prompt)
+    # What langfuse.observe records of it (its serializer's view), not a placeholder.
+    from langfuse._utils.serializer import EventSerializer
+
+    expected = json.loads(EventSerializer().encode(prompt))
+    assert _one(recorded, "generate").input["args"][0] == expected != "<TextPromptClient>"
